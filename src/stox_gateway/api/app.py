@@ -1,0 +1,65 @@
+"""The app factory: settings in, a FastAPI app out. No import-time state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from stox_gateway import __version__
+from stox_gateway.api.errors import install_error_handlers
+from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
+from stox_gateway.api.routes import health, workflows, ws
+from stox_gateway.bus.port import Bus
+from stox_gateway.config.settings import Settings
+from stox_gateway.runtime import Runtime
+
+
+def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
+    """Build the gateway's ASGI app; its lifespan starts and stops the whole `Runtime`.
+
+    `bus` lets tests put several gateways (and workers) on one in-memory broker.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Runtime.open(settings, bus=bus) as runtime:
+            app.state.runtime = runtime
+            try:
+                yield
+            finally:
+                app.state.runtime = None
+
+    app = FastAPI(
+        title="Stox Gateway",
+        version=__version__,
+        description=(
+            "Workflow orchestration for product listings: upload a product, follow it through "
+            "image processing → AI enhancement → SEO generation over WebSocket."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = None
+    install_error_handlers(app)
+    app.include_router(workflows.router)
+    app.include_router(health.router)
+    app.include_router(ws.router)
+
+    # Added last = outermost: the size limit runs before anything reads the body.
+    origins = settings.server.cors_origins or (
+        ["*"] if settings.server.environment == "development" else []
+    )
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Correlation-ID", "Location"],
+        )
+    app.add_middleware(CorrelationIdMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    return app

@@ -1,0 +1,32 @@
+"""Request-scoped access to the running gateway (no globals: the app carries its runtime)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.requests import HTTPConnection
+
+from stox_gateway.api.errors import ApiError
+from stox_gateway.runtime import Runtime
+
+
+def get_runtime(connection: HTTPConnection) -> Runtime:
+    runtime: Runtime | None = getattr(connection.app.state, "runtime", None)
+    if runtime is None:
+        raise ApiError(503, "starting", "the gateway is starting or stopping")
+    return runtime
+
+
+def correlation_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("correlation_id", ""))
+
+
+def require_json(request: Request) -> None:
+    """Refuse a body that says it is something other than JSON (415), rather than guess."""
+    content_type = request.headers.get("content-type", "").lower()
+    media = content_type.split(";")[0].strip()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with Content-Type: application/json (got {media or 'no Content-Type'!r})",
+        )

@@ -1,0 +1,44 @@
+"""`/health`: 200 when the store and the bus answer, 503 otherwise, with a check per part."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from stox_gateway.api.responses import JsonResponse
+
+from stox_gateway import __version__
+
+router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT = 3.0
+
+
+async def _check(probe: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT)
+    except TimeoutError:
+        return {"status": "down", "error": f"no answer within {CHECK_TIMEOUT:g}s"}
+    except Exception as exc:
+        return {"status": "down", "error": str(exc)}
+    return {"status": "ok"}
+
+
+@router.get("/health")
+async def health(request: Request) -> JsonResponse:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return JsonResponse({"status": "starting", "checks": {}}, status_code=503)
+    database, bus = await asyncio.gather(_check(runtime.store.check), _check(runtime.bus.check))
+    checks = {"database": database, "event_bus": bus}
+    healthy = all(c["status"] == "ok" for c in checks.values())
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "version": __version__,
+        "replica_id": runtime.replica_id,
+        "checks": checks,
+        "websocket_clients": runtime.hub.subscriber_count,
+    }
+    return JsonResponse(body, status_code=200 if healthy else 503)

@@ -1,0 +1,91 @@
+"""`/api/v1/workflow/*`: upload, status, step-completed, list (DESIGN §3)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, Query, Request
+from stox_gateway.api.responses import JsonResponse
+
+from stox_gateway.api.deps import correlation_id, get_runtime, require_json
+from stox_gateway.api.errors import ApiError
+from stox_gateway.engine.models import WorkflowStatus
+from stox_gateway.runtime import Runtime, completion_from_request
+from stox_gateway.schemas import (
+    ErrorResponse,
+    ProductUploadRequest,
+    StepCompletedRequest,
+    StepCompletedResponse,
+    UploadAccepted,
+    WorkflowView,
+)
+from stox_gateway.wire import workflow_to_wire
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 503)
+}
+
+
+@router.post(
+    "/upload",
+    status_code=202,
+    response_model=UploadAccepted,
+    responses=_ERRORS,
+    dependencies=[Depends(require_json)],
+)
+async def upload(product: ProductUploadRequest, request: Request, rt: RuntimeDep) -> JsonResponse:
+    """Start a `product_upload` workflow; its progress is pushed on `/ws`."""
+    workflow = await rt.engine.create(
+        product.model_dump(mode="json"), correlation_id=correlation_id(request) or None
+    )
+    log.info("workflow.accepted", workflow_id=workflow.id, correlation_id=workflow.correlation_id)
+    return JsonResponse(
+        UploadAccepted(workflow_id=workflow.id).model_dump(),
+        status_code=202,
+        headers={"Location": f"/api/v1/workflow/status?workflow_id={workflow.id}"},
+    )
+
+
+@router.get("/status", response_model=WorkflowView, responses=_ERRORS)
+async def status(
+    rt: RuntimeDep,
+    workflow_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> JsonResponse:
+    """One workflow as it stands."""
+    if not workflow_id:
+        raise ApiError(400, "missing_parameter", "the query parameter workflow_id is required")
+    workflow = await rt.engine.get(workflow_id)
+    return JsonResponse(workflow_to_wire(workflow))
+
+
+@router.post(
+    "/step-completed",
+    response_model=StepCompletedResponse,
+    responses=_ERRORS,
+    dependencies=[Depends(require_json)],
+)
+async def step_completed(body: StepCompletedRequest, rt: RuntimeDep) -> StepCompletedResponse:
+    """A service reports a step's outcome. A repeat of a recorded outcome is a 200 no-op."""
+    with structlog.contextvars.bound_contextvars(workflow_id=body.workflow_id):
+        outcome = await rt.engine.complete_step(completion_from_request(body))
+    if not outcome.applied:
+        return StepCompletedResponse(message="Step completion already recorded")
+    return StepCompletedResponse()
+
+
+@router.get("/list", response_model=list[WorkflowView], responses=_ERRORS)
+async def list_workflows(
+    rt: RuntimeDep,
+    status: WorkflowStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JsonResponse:
+    """Workflows, newest first, optionally of one status."""
+    workflows = await rt.engine.list(status=status, limit=limit, offset=offset)
+    return JsonResponse([workflow_to_wire(w) for w in workflows])

@@ -1,0 +1,178 @@
+"""The in-memory bus: the embedded default, and a real product rather than a mock.
+
+Topic routing (`*`, `#`), competing consumers, ack on return, requeue with a delivery count on
+failure, dead letters past the delivery limit or on `Reject`, and `join()` for tests: it waits
+until every queue is drained and every handler has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import structlog
+
+from stox_gateway.bus.port import (
+    BusUnavailable,
+    Delivery,
+    Handler,
+    Message,
+    QueueSpec,
+    Reject,
+    Unroutable,
+)
+from stox_gateway.bus.topics import topic_matches
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message: Message
+    reason: str
+    delivery_count: int
+
+
+@dataclass(slots=True)
+class _Queue:
+    spec: QueueSpec
+    items: asyncio.Queue[tuple[Message, int]] = field(default_factory=asyncio.Queue)
+    in_flight: int = 0
+    consumers: list[_Consumer] = field(default_factory=list)
+
+
+class _Consumer:
+    def __init__(self, bus: MemoryBus, queue: _Queue, handler: Handler) -> None:
+        self._bus, self._queue, self._handler = bus, queue, handler
+        self._slots = asyncio.Semaphore(queue.spec.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task = asyncio.create_task(self._run(), name=f"memory-bus:{queue.spec.name}")
+
+    async def _run(self) -> None:
+        while True:
+            await self._slots.acquire()
+            message, count = await self._queue.items.get()
+            self._queue.in_flight += 1
+            task = asyncio.create_task(self._deliver(message, count))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, message: Message, count: int) -> None:
+        queue = self._queue
+        try:
+            await self._handler(Delivery(message, count))
+        except Reject as exc:
+            self._bus._dead_letter(queue, message, exc.reason, count)
+        except asyncio.CancelledError:
+            queue.items.put_nowait((message, count))  # not acked: back to the queue
+            raise
+        except Exception as exc:
+            if count >= self._bus.delivery_limit and queue.spec.dead_letter:
+                self._bus._dead_letter(queue, message, f"{type(exc).__name__}: {exc}", count)
+            else:
+                queue.items.put_nowait((message, count + 1))
+        finally:
+            queue.in_flight -= 1
+            self._slots.release()
+            self._bus._maybe_idle()
+
+    async def cancel(self) -> None:
+        self._loop_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(self._loop_task, *self._tasks, return_exceptions=True)
+        if self in self._queue.consumers:
+            self._queue.consumers.remove(self)
+        if self._queue.spec.exclusive and not self._queue.consumers:
+            self._bus._queues.pop(self._queue.spec.name, None)
+
+
+class MemoryBus:
+    """`Bus` in process. One instance is one broker: share it between gateway and workers."""
+
+    def __init__(self, *, delivery_limit: int = 5) -> None:
+        self.delivery_limit = delivery_limit
+        self._queues: dict[str, _Queue] = {}
+        self._dead: dict[str, list[DeadLetter]] = {}
+        self._idle = asyncio.Event()
+        self._closed = False
+        self.published = 0
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        for queue in list(self._queues.values()):
+            for consumer in list(queue.consumers):
+                await consumer.cancel()
+
+    async def check(self) -> None:
+        if self._closed:
+            raise BusUnavailable("the in-memory bus is closed")
+
+    async def declare(self, queue: QueueSpec) -> None:
+        self._declare(queue)
+
+    def _declare(self, spec: QueueSpec) -> _Queue:
+        queue = self._queues.get(spec.name)
+        if queue is None:
+            queue = self._queues[spec.name] = _Queue(spec)
+        return queue
+
+    async def publish(self, message: Message) -> None:
+        if self._closed:
+            raise BusUnavailable("the in-memory bus is closed")
+        targets = [
+            q
+            for q in self._queues.values()
+            if any(topic_matches(b, message.routing_key) for b in q.spec.bindings)
+        ]
+        if not targets and message.mandatory:
+            raise Unroutable(f"no queue is bound to {message.routing_key!r}")
+        for queue in targets:
+            queue.items.put_nowait((message, 1))
+        self.published += 1
+        if targets:
+            self._idle.clear()
+
+    async def consume(self, queue: QueueSpec, handler: Handler) -> _Consumer:
+        q = self._declare(queue)
+        consumer = _Consumer(self, q, handler)
+        q.consumers.append(consumer)
+        return consumer
+
+    # -- dead letters and test affordances --------------------------------------------------
+
+    def _dead_letter(self, queue: _Queue, message: Message, reason: str, count: int) -> None:
+        log.warning(
+            "bus.dead_lettered",
+            queue=queue.spec.name,
+            routing_key=message.routing_key,
+            message_id=message.message_id,
+            reason=reason,
+        )
+        self._dead.setdefault(queue.spec.name, []).append(DeadLetter(message, reason, count))
+
+    def dead_letters(self, queue_name: str) -> list[DeadLetter]:
+        return list(self._dead.get(queue_name, []))
+
+    def depth(self, queue_name: str) -> int:
+        queue = self._queues.get(queue_name)
+        return queue.items.qsize() + queue.in_flight if queue else 0
+
+    def _busy(self) -> bool:
+        return any((q.items.qsize() and q.consumers) or q.in_flight for q in self._queues.values())
+
+    def _maybe_idle(self) -> None:
+        if not self._busy():
+            self._idle.set()
+
+    async def join(self, timeout: float = 10.0) -> None:
+        """Wait until every consumed queue is empty and no handler is running."""
+        async with asyncio.timeout(timeout):
+            while self._busy():
+                self._idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), 0.05)

@@ -1,0 +1,151 @@
+"""The outbox relay: publishes committed outbox rows, waits for confirms, marks them sent.
+
+A crash between commit and publish leaves rows unsent; the next relay (after restart, or on
+another replica) sends them. A crash between publish and marking sends a row again: consumers
+de-duplicate by `message_id` / step attempt, so at-least-once here is exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_fixed,
+)
+
+from stox_gateway.bus.port import Bus, BusError, Message, Unroutable
+from stox_gateway.engine.errors import Unavailable
+from stox_gateway.store.port import OutboxRow, WorkflowStore
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def maybe_crash(point: str) -> None:
+    """Die here, at once, when `STOX_CRASH_POINT` names this point (fault-injection tests)."""
+    if os.environ.get("STOX_CRASH_POINT") == point:
+        log.error("crash_point.hit", point=point)
+        os._exit(97)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: WorkflowStore,
+        bus: Bus,
+        *,
+        max_retries: int = 3,
+        retry_delay: timedelta = timedelta(seconds=5),
+        poll_interval: float = 0.25,
+        batch_size: int = 200,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._store, self._bus = store, bus
+        self._max_retries = max_retries
+        self._retry_delay = retry_delay.total_seconds()
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Called after every commit that wrote outbox rows."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        """Stop, after trying to send what is due (graceful shutdown flushes the outbox)."""
+        self._stopping = True
+        if self._task is None:
+            return
+        self._wake.set()
+        with contextlib.suppress(TimeoutError, Exception):
+            await asyncio.wait_for(self.flush(), flush_timeout)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def flush(self) -> int:
+        """Relay until nothing is due; return how many messages were sent."""
+        total = 0
+        while True:
+            sent = await self.relay_once()
+            total += sent
+            if sent == 0:
+                return total
+
+    async def relay_once(self) -> int:
+        async with self._store.claim_outbox(self._clock(), self._batch_size) as batch:
+            if not batch.rows:
+                return 0
+            sent: list[int] = []
+            try:
+                for row in batch.rows:
+                    await self._publish(row)
+                    sent.append(row.id)
+            finally:
+                if sent:
+                    maybe_crash("after_publish_before_mark")
+                    await batch.mark_sent(sent)
+            return len(sent)
+
+    async def _publish(self, row: OutboxRow) -> None:
+        message = Message(
+            routing_key=row.routing_key,
+            body=row.body,
+            message_id=row.message_id,
+            correlation_id=row.correlation_id,
+            headers=row.headers,
+            mandatory=row.mandatory,
+        )
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=wait_fixed(self._retry_delay),
+            retry=retry_if_exception_type(BusError) & retry_if_not_exception_type(Unroutable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._bus.publish(message)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Unroutable as exc:
+                log.error("outbox.unroutable", error=str(exc))
+                sent = 0
+            except (BusError, Unavailable) as exc:
+                log.warning("outbox.publish_failed", error=str(exc))
+                sent = 0
+                await asyncio.sleep(self._retry_delay)
+            except Exception:
+                log.exception("outbox.relay_error")
+                sent = 0
+                await asyncio.sleep(self._poll_interval)
+            if sent:
+                continue  # more may be waiting: keep going without a pause
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)

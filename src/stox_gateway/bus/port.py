@@ -1,0 +1,94 @@
+"""The bus port. Adapters implement it; nothing above them knows which broker is in use.
+
+Ack policy, the same for every adapter: a handler that returns acks the message; one that
+raises `Reject` dead-letters it at once with the reason; any other exception requeues it, and a
+message delivered `delivery_limit` times is dead-lettered with the last error as its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    routing_key: str
+    body: bytes
+    message_id: str
+    correlation_id: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str = "application/json"
+    mandatory: bool = False  # raise `Unroutable` when no queue is bound to the key
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    message: Message
+    delivery_count: int = 1  # 1 on the first delivery
+
+    @property
+    def redelivered(self) -> bool:
+        return self.delivery_count > 1
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue, what it is bound to, and how it is consumed.
+
+    `durable` queues are shared work queues (competing consumers) that outlive the gateway;
+    `exclusive` ones belong to one process and vanish with it (a replica's update queue).
+    """
+
+    name: str
+    bindings: tuple[str, ...]
+    durable: bool = True
+    exclusive: bool = False
+    prefetch: int = 32
+    concurrency: int = 1  # handler calls in flight; 1 keeps the queue's order
+    dead_letter: bool = True
+
+
+class Subscription(Protocol):
+    async def cancel(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise `BusUnavailable` when the broker does not answer."""
+
+    async def declare(self, queue: QueueSpec) -> None:
+        """Declare a queue and its bindings without consuming (so messages wait for a consumer)."""
+
+    async def publish(self, message: Message) -> None:
+        """Publish and wait for the broker's confirm; raise `BusError` on failure."""
+
+    async def consume(self, queue: QueueSpec, handler: Handler) -> Subscription: ...
+
+
+class BusError(Exception):
+    """Publishing or consuming failed."""
+
+
+class BusUnavailable(BusError):
+    pass
+
+
+class Unroutable(BusError):
+    """A mandatory message matched no queue."""
+
+
+class Reject(Exception):  # noqa: N818 - it is an instruction, not an error condition
+    """Raised by a handler: the message can never be processed; dead-letter it with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

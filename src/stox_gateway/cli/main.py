@@ -1,0 +1,118 @@
+"""`stox-gateway serve | worker <step> | demo`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stox_gateway import __version__
+from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
+from stox_gateway.engine.definitions import STEP_TYPES
+from stox_gateway.observability.logging import configure_logging
+
+app = typer.Typer(
+    name="stox-gateway",
+    help="Workflow orchestration for product listings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config file (default: $STOX_CONFIG or ./config.yaml)"
+    ),
+]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigFileNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.logging, settings.server.environment)
+    return settings
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides server.port")] = None,
+    reload: Annotated[bool, typer.Option(help="restart on code changes (development)")] = False,
+) -> None:
+    """Run the gateway: HTTP API, WebSocket, engine, outbox relay and (embedded) services."""
+    import uvicorn
+
+    settings = _settings(config)
+    server = settings.server.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    settings = settings.model_copy(update={"server": server})
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_config": None,
+        "access_log": False,
+        "ws_max_size": settings.websocket.max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "timeout_graceful_shutdown": int(server.shutdown_timeout.total_seconds()),
+        "proxy_headers": True,
+    }
+    if reload:
+        # Reload needs an import string; the factory reads the same config from the environment.
+        uvicorn.run("stox_gateway.cli.asgi:create", factory=True, reload=True, **options)
+        return
+    from stox_gateway.api.app import create_app
+
+    uvicorn.run(create_app(settings), **options)
+
+
+@app.command()
+def worker(
+    step: Annotated[str, typer.Argument(help=f"one of: {', '.join(STEP_TYPES)}")],
+    config: ConfigOption = None,
+    noop: Annotated[bool, typer.Option(help="answer every step at once with {}")] = False,
+) -> None:
+    """Run one reference service against the configured bus (RabbitMQ)."""
+    if step not in STEP_TYPES:
+        typer.echo(f"error: unknown step {step!r}; choose one of {', '.join(STEP_TYPES)}", err=True)
+        raise typer.Exit(2)
+    settings = _settings(config)
+    if settings.event_bus == "memory":
+        typer.echo(
+            "error: a worker process needs a shared broker; set event_bus: rabbitmq "
+            "(STOX_EVENT_BUS=rabbitmq). With the in-memory bus the gateway embeds its services.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from stox_gateway.sdk.runner import run_worker
+
+    asyncio.run(run_worker(settings, step, noop=noop))
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, max=10_000)] = 10,
+    url: Annotated[
+        str | None,
+        typer.Option(help="a running gateway; by default one is started in process"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for all to finish")] = 120.0,
+) -> None:
+    """Upload N sample products and show their progress until all have finished."""
+    from stox_gateway.cli.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(count, url, timeout)))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)

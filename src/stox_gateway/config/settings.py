@@ -1,0 +1,179 @@
+"""Every setting of the gateway, its services and its workers.
+
+Sources, strongest first: keyword arguments (tests), `STOX_*` environment variables
+(`STOX_RABBITMQ__URL`, nested keys joined by `__`), the YAML file (`--config`, `STOX_CONFIG`, or
+`./config.yaml` when it exists), then the defaults below — which are the embedded default of
+DESIGN §2: in-memory bus, SQLite, reference services in process.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from stox_gateway.config.durations import Duration
+
+Environment = Literal["development", "test", "production"]
+
+
+class ServerSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    environment: Environment = "development"
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request bodies above → 413")
+    cors_origins: list[str] = Field(default_factory=list)
+    shutdown_timeout: Duration = timedelta(seconds=10)
+
+
+class RabbitMQSettings(BaseModel):
+    url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
+    exchange: str = "workflow_exchange"
+    max_retries: int = Field(3, ge=0)
+    retry_delay: Duration = timedelta(seconds=5)
+    publish_timeout: Duration = timedelta(seconds=10)
+    prefetch: int = Field(32, ge=1)
+    queue_type: Literal["classic", "quorum"] = "classic"
+    delivery_limit: int = Field(5, ge=1, description="deliveries before a message is dead-lettered")
+    queue_prefix: str = Field("stox", description="prefix of every queue name the gateway declares")
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr = SecretStr("sqlite+aiosqlite:///./stox.db")
+    echo: bool = False
+    pool_size: int = Field(10, ge=1)
+
+
+class ServiceAddress(BaseModel):
+    host: str = "localhost"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class ServicesSettings(BaseModel):
+    auth: ServiceAddress = ServiceAddress(port=50051)
+    image: ServiceAddress = ServiceAddress(port=8000)
+    ai: ServiceAddress = ServiceAddress(port=8001)
+    seo: ServiceAddress = ServiceAddress(port=8002)
+
+
+class StepPolicy(BaseModel):
+    """Deadline and attempts of one step type; the workflow definition's defaults."""
+
+    timeout: Duration = timedelta(seconds=60)
+    max_attempts: int = Field(3, ge=1)
+
+
+class WorkflowSettings(BaseModel):
+    steps: dict[str, StepPolicy] = Field(default_factory=dict)
+    retry_backoff: Duration = timedelta(seconds=1)
+    retry_backoff_max: Duration = timedelta(seconds=60)
+    sweep_interval: Duration = timedelta(seconds=1)
+
+
+class WorkersSettings(BaseModel):
+    embedded: bool = True
+    report_via: Literal["bus", "http"] = "bus"
+    gateway_url: str = "http://localhost:8080"
+    concurrency: int = Field(8, ge=1)
+
+
+class WebSocketSettings(BaseModel):
+    heartbeat_interval: Duration = timedelta(seconds=30)
+    client_queue_size: int = Field(256, ge=1)
+    max_message_bytes: int = Field(64 * 1024, ge=256)
+    allowed_origins: list[str] = Field(default_factory=list)
+
+
+class MediaSettings(BaseModel):
+    root: Path = Path("media")
+
+
+class LoggingSettings(BaseModel):
+    level: str = "INFO"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class GrpcSettings(BaseModel):
+    port: int = Field(50052, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with `load_settings`, then pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOX_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    event_bus: Literal["memory", "rabbitmq"] = "memory"
+    rabbitmq: RabbitMQSettings = RabbitMQSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    services: ServicesSettings = ServicesSettings()
+    workflow: WorkflowSettings = WorkflowSettings()
+    workers: WorkersSettings = WorkersSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
+    media: MediaSettings = MediaSettings()
+    logging: LoggingSettings = LoggingSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    replica_id: str = Field("", description="names this replica's update queue; random if empty")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file_in_use.get("path")
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def is_production(self) -> bool:
+        return self.server.environment == "production"
+
+
+# The YAML path reaches `settings_customise_sources` (a classmethod pydantic calls) through this
+# one-slot holder, set and cleared by `load_settings`; nothing reads it at import time.
+_config_file_in_use: dict[str, Path | None] = {"path": None}
+
+
+class ConfigFileNotFound(FileNotFoundError):
+    pass
+
+
+def resolve_config_file(explicit: str | Path | None = None) -> Path | None:
+    """`--config`, else `STOX_CONFIG`, else `./config.yaml` if present, else none."""
+    named = explicit or os.environ.get("STOX_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigFileNotFound(f"config file {path} does not exist")
+        return path
+    default = Path("config.yaml")
+    return default if default.is_file() else None
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the configuration once: file, then environment, then `overrides`."""
+    _config_file_in_use["path"] = resolve_config_file(config_file)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file_in_use["path"] = None

@@ -1,0 +1,1 @@
+"""The workflow engine: a pure state machine (`machine`) and the service that persists it."""

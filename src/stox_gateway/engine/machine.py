@@ -1,0 +1,311 @@
+"""The state machine at the heart of the engine: pure functions from a workflow and an input to
+a `Transition` (the new workflow, the updates for browsers, the events for the bus).
+
+Nothing here does I/O, reads a clock or draws a random number: time, ids and backoff come in as
+arguments, so every rule of DESIGN §3 can be tested (and property-tested) in microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from stox_gateway.engine.definitions import WorkflowDefinition
+from stox_gateway.engine.errors import (
+    StaleAttempt,
+    StepMismatch,
+    StepNotRunning,
+    WorkflowEnded,
+)
+from stox_gateway.engine.models import (
+    JSON,
+    Completion,
+    Step,
+    StepStatus,
+    Update,
+    UpdateType,
+    Workflow,
+    WorkflowStatus,
+)
+
+NewId = Callable[[], str]
+Backoff = Callable[[int], float]  # failed attempt number → seconds before the next one
+
+
+@dataclass(frozen=True, slots=True)
+class BusEvent:
+    """A message for the bus, published through the outbox after the commit (DESIGN §5)."""
+
+    routing_key: str
+    event_id: str
+    body: JSON
+    available_at: datetime
+    mandatory: bool = False  # an unroutable step message must be noticed, not dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    workflow: Workflow
+    updates: tuple[Update, ...] = ()
+    events: tuple[BusEvent, ...] = ()
+    changed_steps: tuple[str, ...] = ()
+    applied: bool = True  # False: an idempotent repeat, nothing to write
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.applied
+
+
+@dataclass(slots=True)
+class _Builder:
+    """Accumulates one transition: each update takes the next seq of the workflow."""
+
+    workflow: Workflow
+    now: datetime
+    new_id: NewId
+    updates: list[Update] = field(default_factory=list)
+    events: list[BusEvent] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    def update(self, kind: UpdateType, data: JSON) -> None:
+        seq = self.workflow.seq + 1
+        self.workflow = self.workflow.evolve(seq=seq, updated_at=self.now)
+        self.updates.append(Update(kind, self.workflow.id, seq, self.now, data))
+
+    def event(
+        self,
+        routing_key: str,
+        *,
+        step: Step | None = None,
+        data: JSON | None = None,
+        delay: float = 0.0,
+        mandatory: bool = False,
+    ) -> None:
+        wf = self.workflow
+        event_id = self.new_id()
+        body: JSON = {
+            "event_id": event_id,
+            "event_type": routing_key,
+            "workflow_id": wf.id,
+            "step_id": step.id if step else None,
+            "step_type": step.type if step else None,
+            "attempt": step.attempts if step else None,
+            "correlation_id": wf.correlation_id,
+            "timestamp": self.now,
+            "data": data if data is not None else {"product": wf.product, "results": wf.results()},
+        }
+        available_at = self.now + timedelta(seconds=delay)
+        self.events.append(BusEvent(routing_key, event_id, body, available_at, mandatory))
+
+    def set_step(self, step: Step) -> Step:
+        self.workflow = self.workflow.with_step(step)
+        if step.id not in self.changed:
+            self.changed.append(step.id)
+        return step
+
+    def build(self) -> Transition:
+        return Transition(
+            self.workflow, tuple(self.updates), tuple(self.events), tuple(self.changed)
+        )
+
+
+def create(
+    definition: WorkflowDefinition,
+    *,
+    workflow_id: str,
+    product: JSON,
+    correlation_id: str,
+    owner: str | None,
+    now: datetime,
+    new_id: NewId,
+) -> Transition:
+    """A new workflow, already processing its first step."""
+    steps = tuple(
+        Step(
+            id=new_id(),
+            type=d.type,
+            position=i,
+            timeout_seconds=d.timeout_seconds,
+            max_attempts=d.max_attempts,
+        )
+        for i, d in enumerate(definition.steps)
+    )
+    workflow = Workflow(
+        id=workflow_id,
+        type=definition.type,
+        status=WorkflowStatus.PROCESSING,
+        product=product,
+        steps=steps,
+        created_at=now,
+        updated_at=now,
+        correlation_id=correlation_id,
+        owner=owner,
+    )
+    b = _Builder(workflow, now, new_id)
+    b.changed.extend(s.id for s in steps)
+    b.update(
+        UpdateType.WORKFLOW_STARTED,
+        {
+            "workflow_type": definition.type,
+            "product": product,
+            "steps": [{"step_id": s.id, "step_type": s.type} for s in steps],
+        },
+    )
+    b.event("workflow.start")
+    if steps:
+        _start_step(b, steps[0])
+    else:
+        _complete_workflow(b)
+    return b.build()
+
+
+def complete_step(
+    workflow: Workflow, completion: Completion, *, now: datetime, new_id: NewId, backoff: Backoff
+) -> Transition:
+    """Apply a service's report, by the completion rules of DESIGN §3.
+
+    Raises a `CompletionRejected` for a completion that does not fit; returns a no-op
+    transition for a repeat of an outcome already recorded.
+    """
+    step = workflow.step(completion.step_id)
+    if step is None:
+        raise StepMismatch(f"step {completion.step_id} does not belong to workflow {workflow.id}")
+    if step.type != completion.step_type:
+        raise StepMismatch(f"step {step.id} is of type {step.type!r}, not {completion.step_type!r}")
+    attempt = completion.attempt if completion.attempt is not None else step.attempts
+    if _is_recorded(step, completion.success, attempt):
+        return Transition(workflow, applied=False)
+    if workflow.status.ended:
+        raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
+    if step.status is not StepStatus.RUNNING:
+        raise StepNotRunning(f"step {step.id} ({step.type}) is {step.status}, not running")
+    if attempt != step.attempts:
+        raise StaleAttempt(
+            f"step {step.id} is on attempt {step.attempts}; attempt {attempt} is no longer current"
+        )
+
+    b = _Builder(workflow, now, new_id)
+    if completion.success:
+        _succeed_step(b, step, completion.result or {})
+    else:
+        error = completion.error or "the service reported a failure without a message"
+        _fail_attempt(b, step, error, retryable=completion.retryable, backoff=backoff)
+    return b.build()
+
+
+def time_out_step(
+    workflow: Workflow,
+    step_id: str,
+    attempt: int,
+    *,
+    now: datetime,
+    new_id: NewId,
+    backoff: Backoff,
+) -> Transition:
+    """The deadline of `attempt` passed with no report: count it as a failed attempt.
+
+    A no-op when the step has moved on since the sweeper saw it (another replica, a late report).
+    """
+    step = workflow.step(step_id)
+    if (
+        step is None
+        or workflow.status.ended
+        or step.status is not StepStatus.RUNNING
+        or step.attempts != attempt
+        or step.deadline_at is None
+        or step.deadline_at > now
+    ):
+        return Transition(workflow, applied=False)
+    b = _Builder(workflow, now, new_id)
+    error = f"{step.type} attempt {attempt} exceeded its deadline of {step.timeout_seconds:g}s"
+    _fail_attempt(b, step, error, retryable=True, backoff=backoff)
+    return b.build()
+
+
+def _is_recorded(step: Step, success: bool, attempt: int) -> bool:
+    """Is this outcome already on record? Then its repeat is answered 200 and changes nothing."""
+    if success:
+        return step.status is StepStatus.COMPLETED and attempt == step.attempts
+    if step.status is StepStatus.FAILED and attempt == step.attempts:
+        return True
+    # Every attempt before the one in hand ended in a failure: a repeat of one is old news.
+    return 1 <= attempt < step.attempts
+
+
+def _start_step(
+    b: _Builder, step: Step, *, delay: float = 0.0, last_error: str | None = None
+) -> None:
+    starts_at = b.now + timedelta(seconds=delay)
+    step = b.set_step(
+        step.evolve(
+            status=StepStatus.RUNNING,
+            attempts=step.attempts + 1,
+            started_at=starts_at,
+            deadline_at=starts_at + timedelta(seconds=step.timeout_seconds),
+            error=last_error,
+        )
+    )
+    if step.attempts == 1:
+        b.update(
+            UpdateType.STEP_STARTED,
+            {"step_id": step.id, "step_type": step.type, "attempt": step.attempts},
+        )
+    b.event(f"step.{step.type}", step=step, delay=delay, mandatory=True)
+
+
+def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
+    step = b.set_step(
+        step.evolve(
+            status=StepStatus.COMPLETED,
+            completed_at=b.now,
+            deadline_at=None,
+            result=result,
+            error=None,
+        )
+    )
+    b.update(
+        UpdateType.STEP_COMPLETED,
+        {"step_id": step.id, "step_type": step.type, "attempt": step.attempts, "result": result},
+    )
+    following = [s for s in b.workflow.steps if s.position > step.position]
+    if following:
+        _start_step(b, following[0])
+    else:
+        _complete_workflow(b)
+
+
+def _fail_attempt(
+    b: _Builder, step: Step, error: str, *, retryable: bool, backoff: Backoff
+) -> None:
+    if retryable and step.attempts < step.max_attempts:
+        delay = backoff(step.attempts)
+        b.update(
+            UpdateType.STEP_RETRYING,
+            {
+                "step_id": step.id,
+                "step_type": step.type,
+                "attempt": step.attempts + 1,
+                "max_attempts": step.max_attempts,
+                "error": error,
+                "retry_in_seconds": round(delay, 3),
+            },
+        )
+        _start_step(b, step, delay=delay, last_error=error)
+        return
+    b.set_step(
+        step.evolve(status=StepStatus.FAILED, completed_at=b.now, deadline_at=None, error=error)
+    )
+    message = f"{step.type} failed after {step.attempts} attempt(s): {error}"
+    b.workflow = b.workflow.evolve(status=WorkflowStatus.FAILED, completed_at=b.now, error=message)
+    data: dict[str, Any] = {"error": message, "step_id": step.id, "step_type": step.type}
+    b.update(UpdateType.WORKFLOW_FAILED, data)
+    b.event("workflow.failed", step=step, data={**data, "product": b.workflow.product})
+
+
+def _complete_workflow(b: _Builder) -> None:
+    b.workflow = b.workflow.evolve(status=WorkflowStatus.COMPLETED, completed_at=b.now)
+    results = b.workflow.results()
+    b.update(UpdateType.WORKFLOW_COMPLETED, {"results": results})
+    b.event("workflow.completed")

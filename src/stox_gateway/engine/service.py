@@ -1,0 +1,160 @@
+"""The workflow engine: the only writer of workflow state.
+
+Each operation locks one workflow in the store, runs the pure state machine, and commits the
+new state together with its updates and outbox rows; then it wakes the outbox relay. Whether a
+completion arrives over HTTP, gRPC or AMQP, on this replica or another, it goes through here.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from stox_gateway.bus.outbox_relay import maybe_crash
+from stox_gateway.engine import machine
+from stox_gateway.engine.definitions import PRODUCT_UPLOAD, Definitions
+from stox_gateway.engine.errors import WorkflowNotFound
+from stox_gateway.engine.models import JSON, Completion, Update, Workflow, WorkflowStatus
+from stox_gateway.store.port import WorkflowStore
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class ExponentialBackoff:
+    """`base · 2^(attempt-1)`, capped, with full jitter on the upper half (no thundering herd)."""
+
+    base: timedelta = timedelta(seconds=1)
+    cap: timedelta = timedelta(seconds=60)
+    rng: random.Random | None = None
+
+    def __call__(self, failed_attempt: int) -> float:
+        ceiling = min(
+            self.cap.total_seconds(), self.base.total_seconds() * 2 ** (failed_attempt - 1)
+        )
+        draw = (self.rng or random).random()
+        return ceiling * (0.5 + draw / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionOutcome:
+    workflow: Workflow
+    applied: bool  # False: a repeat of an outcome already recorded
+
+
+class WorkflowEngine:
+    def __init__(
+        self,
+        store: WorkflowStore,
+        definitions: Definitions,
+        *,
+        backoff: machine.Backoff | None = None,
+        clock: Clock = utcnow,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._definitions = definitions
+        self._backoff = backoff or ExponentialBackoff()
+        self._clock = clock
+        self._on_commit = on_commit
+
+    @property
+    def definitions(self) -> Definitions:
+        return self._definitions
+
+    async def create(
+        self,
+        product: JSON,
+        *,
+        correlation_id: str | None = None,
+        owner: str | None = None,
+        workflow_type: str = PRODUCT_UPLOAD,
+    ) -> Workflow:
+        definition = self._definitions.get(workflow_type)
+        workflow_id = new_id()
+        transition = machine.create(
+            definition,
+            workflow_id=workflow_id,
+            product=product,
+            correlation_id=correlation_id or workflow_id,
+            owner=owner,
+            now=self._clock(),
+            new_id=new_id,
+        )
+        await self._store.create(transition)
+        self._committed(transition)
+        return transition.workflow
+
+    async def complete_step(self, completion: Completion) -> CompletionOutcome:
+        def decide(workflow: Workflow) -> machine.Transition:
+            return machine.complete_step(
+                workflow, completion, now=self._clock(), new_id=new_id, backoff=self._backoff
+            )
+
+        transition = await self._store.change(completion.workflow_id, decide)
+        self._committed(transition)
+        return CompletionOutcome(transition.workflow, transition.applied)
+
+    async def time_out_step(self, workflow_id: str, step_id: str, attempt: int) -> bool:
+        def decide(workflow: Workflow) -> machine.Transition:
+            return machine.time_out_step(
+                workflow,
+                step_id,
+                attempt,
+                now=self._clock(),
+                new_id=new_id,
+                backoff=self._backoff,
+            )
+
+        transition = await self._store.change(workflow_id, decide)
+        self._committed(transition)
+        return transition.applied
+
+    async def get(self, workflow_id: str) -> Workflow:
+        workflow = await self._store.get(workflow_id)
+        if workflow is None:
+            raise WorkflowNotFound(workflow_id)
+        return workflow
+
+    async def list(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Workflow]:
+        return await self._store.list(status=status, owner=owner, limit=limit, offset=offset)
+
+    async def updates(self, workflow_id: str, *, after_seq: int = 0, **kw: Any) -> list[Update]:
+        return await self._store.updates(workflow_id, after_seq=after_seq, **kw)
+
+    def _committed(self, transition: machine.Transition) -> None:
+        if not transition.applied:
+            return
+        maybe_crash("after_commit_before_publish")
+        wf = transition.workflow
+        for update in transition.updates:
+            log.info(
+                "workflow." + str(update.type),
+                workflow_id=wf.id,
+                correlation_id=wf.correlation_id,
+                seq=update.seq,
+            )
+        self._on_commit()

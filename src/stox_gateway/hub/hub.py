@@ -1,0 +1,172 @@
+"""Fan-out of updates to WebSocket subscribers, in `seq` order, with no gap and no repeat.
+
+Updates reach the hub from the bus (`gateway.update`, on a queue of this replica's own), so a
+client on replica A sees what replica B committed. The hub keeps, per workflow, the last `seq`
+it pushed: a repeat (an outbox row sent twice) is dropped, and a gap (updates relayed out of
+order by two replicas) is filled from the event log before the newer update goes out.
+
+Each subscriber has a bounded queue; one that falls behind is disconnected (close code 1013)
+instead of slowing the others, and can resume with `?since=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+import structlog
+
+from stox_gateway import codec
+from stox_gateway.engine.models import JSON, Update
+from stox_gateway.wire import update_to_wire
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """An encoded message and what it is about, so the writer can skip what a client has."""
+
+    workflow_id: str | None
+    seq: int
+    data: bytes
+
+
+LoadUpdates = Callable[[str, int, int], Awaitable[list[Update]]]
+CLOSE_TOO_SLOW = 1013
+
+
+@dataclass(eq=False, slots=True)
+class Subscriber:
+    """One WebSocket connection's view: which workflows, and what it has already seen."""
+
+    workflow_id: str | None  # None: every workflow the caller may see
+    owner: str | None = None  # when set, only that user's workflows
+    queue_size: int = 256
+    floors: dict[str, int] = field(default_factory=dict)  # workflow → last seq already sent
+    queue: asyncio.Queue[Frame | None] = field(init=False)
+    dropped: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+
+    def wants(self, workflow_id: str, owner: str | None, seq: int) -> bool:
+        if self.workflow_id is not None and workflow_id != self.workflow_id:
+            return False
+        if self.owner is not None and owner != self.owner:
+            return False
+        return seq > self.floors.get(workflow_id, 0)
+
+    def close(self) -> None:
+        """End the stream: the connection's writer sees `None` and closes the socket."""
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while self.queue.full():
+                self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue a frame; False when the subscriber is too slow and must be dropped."""
+        if self.dropped:
+            return False
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped = True
+            self.close()
+            return False
+        return True
+
+
+class Hub:
+    def __init__(
+        self,
+        load_updates: LoadUpdates,
+        *,
+        heartbeat_interval: float = 30.0,
+        remembered_workflows: int = 100_000,
+    ) -> None:
+        self._load_updates = load_updates
+        self._heartbeat_interval = heartbeat_interval
+        self._subscribers: set[Subscriber] = set()
+        self._last_seq: OrderedDict[str, int] = OrderedDict()
+        self._remembered = remembered_workflows
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.dropped_slow = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        if self._heartbeat_interval > 0:
+            self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="hub-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        for subscriber in list(self._subscribers):
+            subscriber.close()
+        self._subscribers.clear()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.add(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    async def publish(self, message: JSON, owner: str | None = None) -> None:
+        """Deliver one update from the bus, filling any gap from the event log first."""
+        workflow_id, seq = message["workflow_id"], int(message["seq"])
+        last = self._last_seq.get(workflow_id)
+        if last is not None and seq <= last:
+            return  # already pushed: an outbox row relayed twice
+        if last is not None and seq > last + 1:
+            for missed in await self._load_updates(workflow_id, last, seq - 1):
+                self._fan_out(update_to_wire(missed), owner)
+        self._fan_out(message, owner)
+
+    def _fan_out(self, message: JSON, owner: str | None) -> None:
+        workflow_id, seq = message["workflow_id"], int(message["seq"])
+        self._remember(workflow_id, seq)
+        frame: Frame | None = None
+        for subscriber in list(self._subscribers):
+            if not subscriber.wants(workflow_id, owner, seq):
+                continue
+            frame = frame or Frame(workflow_id, seq, codec.dumps(message))
+            if not subscriber.offer(frame):
+                self._drop(subscriber)
+
+    def _remember(self, workflow_id: str, seq: int) -> None:
+        self._last_seq[workflow_id] = seq
+        self._last_seq.move_to_end(workflow_id)
+        while len(self._last_seq) > self._remembered:
+            self._last_seq.popitem(last=False)
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        self.dropped_slow += 1
+        self._subscribers.discard(subscriber)
+        log.warning("ws.slow_client_dropped", workflow_id=subscriber.workflow_id)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            frame = heartbeat_frame()
+            for subscriber in list(self._subscribers):
+                if not subscriber.offer(frame):
+                    self._drop(subscriber)
+
+
+def heartbeat_frame() -> Frame:
+    message = {
+        "type": "heartbeat",
+        "workflow_id": None,
+        "seq": 0,
+        "timestamp": datetime.now(UTC),
+        "data": {},
+    }
+    return Frame(None, 0, codec.dumps(message))

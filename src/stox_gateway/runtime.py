@@ -1,0 +1,199 @@
+"""Everything a gateway process runs, composed in one place.
+
+`Runtime.open(settings)` starts the parts in dependency order on an `AsyncExitStack` and stops
+them in reverse: store → bus → hub → consumers → outbox relay → deadline sweeper → embedded
+workers. Read this file to see what a gateway is made of.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+from pydantic import ValidationError
+
+from stox_gateway import codec
+from stox_gateway.bus.factory import make_bus
+from stox_gateway.bus.outbox_relay import OutboxRelay
+from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.config.settings import Settings
+from stox_gateway.engine.definitions import default_definitions
+from stox_gateway.engine.errors import CompletionRejected, WorkflowNotFound
+from stox_gateway.engine.models import Completion
+from stox_gateway.engine.service import ExponentialBackoff, WorkflowEngine
+from stox_gateway.engine.sweeper import DeadlineSweeper
+from stox_gateway.hub import Hub
+from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
+from stox_gateway.sdk.reporters import BusReporter, HttpReporter, Reporter
+from stox_gateway.sdk.worker import Worker, step_queue
+from stox_gateway.store.sql import SqlStore
+from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
+
+log = structlog.get_logger(__name__)
+
+
+def completion_from_request(request: StepCompletedRequest) -> Completion:
+    return Completion(
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        step_type=request.step_type,
+        success=request.success,
+        result=request.result,
+        error=request.error,
+        attempt=request.attempt,
+        retryable=request.retryable,
+    )
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    store: SqlStore
+    bus: Bus
+    engine: WorkflowEngine
+    hub: Hub
+    relay: OutboxRelay
+    sweeper: DeadlineSweeper
+    replica_id: str
+    workers: list[Worker] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings, *, bus: Bus | None = None) -> AsyncIterator[Runtime]:
+        """Start a gateway's parts; `bus` lets tests share one in-memory broker between several."""
+        replica_id = settings.replica_id or uuid.uuid4().hex[:12]
+        prefix = settings.rabbitmq.queue_prefix
+        async with contextlib.AsyncExitStack() as stack:
+            store = SqlStore(
+                settings.database.url.get_secret_value(),
+                echo=settings.database.echo,
+                pool_size=settings.database.pool_size,
+            )
+            await store.start()
+            stack.push_async_callback(store.close)
+
+            if bus is None:
+                bus = make_bus(settings)
+                await bus.start()
+                stack.push_async_callback(bus.close)
+
+            definitions = default_definitions(settings.workflow)
+            # Step queues exist before the first step is sent, so a step waits for its service.
+            for step_type in sorted(definitions.step_types):
+                await bus.declare(step_queue(step_type, prefix))
+
+            relay = OutboxRelay(
+                store,
+                bus,
+                max_retries=settings.rabbitmq.max_retries,
+                retry_delay=settings.rabbitmq.retry_delay,
+            )
+            engine = WorkflowEngine(
+                store,
+                definitions,
+                backoff=ExponentialBackoff(
+                    settings.workflow.retry_backoff, settings.workflow.retry_backoff_max
+                ),
+                on_commit=relay.wake,
+            )
+            hub = Hub(
+                lambda wid, after, upto: store.updates(wid, after_seq=after, up_to_seq=upto),
+                heartbeat_interval=settings.websocket.heartbeat_interval.total_seconds(),
+            )
+            await hub.start()
+            stack.push_async_callback(hub.stop)
+
+            sweeper = DeadlineSweeper(
+                store, engine, interval=settings.workflow.sweep_interval.total_seconds()
+            )
+            runtime = cls(settings, store, bus, engine, hub, relay, sweeper, replica_id)
+
+            updates = await bus.consume(
+                QueueSpec(
+                    name=f"{prefix}.gateway.updates.{replica_id}",
+                    bindings=(UPDATE_ROUTING_KEY,),
+                    durable=False,
+                    exclusive=True,
+                    dead_letter=False,
+                    prefetch=512,
+                ),
+                runtime._on_update,
+            )
+            stack.push_async_callback(updates.cancel)
+            completions = await bus.consume(
+                QueueSpec(
+                    name=f"{prefix}.gateway.completed",
+                    bindings=(COMPLETION_ROUTING_KEY,),
+                    prefetch=settings.rabbitmq.prefetch,
+                    concurrency=16,
+                ),
+                runtime._on_completion,
+            )
+            stack.push_async_callback(completions.cancel)
+
+            await relay.start()
+            stack.push_async_callback(relay.stop)
+
+            await sweeper.start()
+            stack.push_async_callback(sweeper.stop)
+
+            if settings.workers.embedded:
+                await runtime._start_embedded_workers(stack)
+            log.info(
+                "gateway.started",
+                replica_id=replica_id,
+                event_bus=settings.event_bus,
+                database=store.engine.url.get_backend_name(),
+                embedded_workers=settings.workers.embedded,
+            )
+            yield runtime
+            log.info("gateway.stopping", replica_id=replica_id)
+
+    async def _start_embedded_workers(self, stack: contextlib.AsyncExitStack) -> None:
+        from stox_gateway.services.registry import reference_handlers
+
+        settings = self.settings
+        reporter: Reporter
+        if settings.workers.report_via == "http":
+            http = HttpReporter(settings.workers.gateway_url)
+            stack.push_async_callback(http.close)
+            reporter = http
+        else:
+            reporter = BusReporter(self.bus)
+        for step_type, handler in reference_handlers(settings).items():
+            worker = Worker(
+                step_type,
+                handler,
+                bus=self.bus,
+                reporter=reporter,
+                queue_prefix=settings.rabbitmq.queue_prefix,
+                concurrency=settings.workers.concurrency,
+            )
+            await worker.start()
+            stack.push_async_callback(worker.stop)
+            self.workers.append(worker)
+
+    async def _on_update(self, delivery: Delivery) -> None:
+        message = codec.loads(delivery.message.body)
+        await self.hub.publish(message, owner=delivery.message.headers.get("x-owner"))
+
+    async def _on_completion(self, delivery: Delivery) -> None:
+        """A completion over AMQP: acked only after the engine committed it (or refused it)."""
+        try:
+            request = CompletionEnvelope.model_validate(codec.loads(delivery.message.body))
+        except (ValidationError, ValueError) as exc:
+            raise Reject(f"malformed step.completed message: {exc}") from exc
+        bound = structlog.contextvars.bind_contextvars(
+            workflow_id=request.workflow_id,
+            correlation_id=request.correlation_id or delivery.message.correlation_id,
+        )
+        try:
+            await self.engine.complete_step(completion_from_request(request))
+        except (CompletionRejected, WorkflowNotFound) as exc:
+            log.warning("completion.refused", reason=str(exc), via="amqp")
+            raise Reject(str(exc)) from exc
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)

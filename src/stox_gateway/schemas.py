@@ -1,0 +1,165 @@
+"""The contract's messages as pydantic models: validation of what comes in, and OpenAPI.
+
+Shared by the HTTP API, the AMQP completion consumer and the worker SDK, so a field means the
+same thing on every transport (DESIGN §3, §5).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_IMAGES = 20
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$")
+
+NonEmptyName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
+
+
+def check_image_reference(value: str) -> str:
+    """A file name in the media folder, or an http(s) URL; nothing that walks out of the folder."""
+    value = value.strip()
+    if value.startswith(("http://", "https://")):
+        parsed = urlparse(value)
+        if not parsed.netloc or len(value) > 2048:
+            raise ValueError("not a valid http(s) URL")
+        return value
+    if "/" in value or "\\" in value or ".." in value or not _FILE_NAME.match(value):
+        raise ValueError("an image is a file name in the media folder (no path) or an http(s) URL")
+    return value
+
+
+ImageReference = Annotated[str, AfterValidator(check_image_reference)]
+
+
+class ProductUploadRequest(BaseModel):
+    """A product to run through the pipeline. Unknown fields are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Sample Product",
+                    "description": "A test product",
+                    "images": ["image1.jpg", "image2.jpg"],
+                    "category": "Electronics",
+                    "price": 99.99,
+                }
+            ]
+        },
+    )
+
+    name: NonEmptyName
+    description: str = Field("", max_length=10_000)
+    images: list[ImageReference] = Field(default_factory=list, max_length=MAX_IMAGES)
+    category: str = Field("", max_length=200)
+    price: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
+
+
+class UploadAccepted(BaseModel):
+    workflow_id: str
+    status: Literal["processing"] = "processing"
+    message: str = "Workflow started successfully"
+
+
+class StepCompletedRequest(BaseModel):
+    """A service's report of one step (HTTP body; also the fields of an AMQP completion)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    step_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    step_type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    success: bool
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, max_length=10_000)
+    attempt: int | None = Field(
+        None, ge=1, description="the attempt reported on (from the step message); default: current"
+    )
+    retryable: bool = Field(
+        True, description="false: fail the workflow now, without another attempt"
+    )
+
+
+class StepCompletedResponse(BaseModel):
+    success: bool = True
+    message: str = "Step completion processed successfully"
+
+
+class StepEnvelope(BaseModel):
+    """A step message as a service receives it from `step.<type>` (DESIGN §5)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str
+    event_type: str
+    workflow_id: str
+    step_id: str
+    step_type: str
+    attempt: int = 1
+    correlation_id: str | None = None
+    timestamp: datetime | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompletionEnvelope(StepCompletedRequest):
+    """A completion sent over AMQP on `step.completed`: the envelope plus the outcome."""
+
+    event_id: str | None = None
+    event_type: Literal["step.completed"] = "step.completed"
+    correlation_id: str | None = None
+    timestamp: datetime | None = None
+
+
+class StepView(BaseModel):
+    id: str
+    type: str
+    status: Literal["pending", "running", "completed", "failed"]
+    attempts: int
+    max_attempts: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    deadline_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class WorkflowView(BaseModel):
+    id: str
+    type: str
+    status: Literal["pending", "processing", "completed", "failed", "cancelled"]
+    product: dict[str, Any]
+    current_step: str | None
+    steps: list[StepView]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    error: str | None
+    correlation_id: str
+    seq: int = Field(description="seq of the last update: resume the WebSocket from here")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[Any] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class UpdateMessage(BaseModel):
+    """Every WebSocket message (DESIGN §4)."""
+
+    type: str
+    workflow_id: str | None
+    seq: int
+    timestamp: datetime
+    data: dict[str, Any]

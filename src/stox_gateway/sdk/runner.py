@@ -1,0 +1,63 @@
+"""Run one step service as a process: connect, serve, and on SIGTERM finish what is in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import structlog
+
+from stox_gateway.bus.factory import make_bus
+from stox_gateway.config.settings import Settings
+from stox_gateway.sdk.context import StepContext
+from stox_gateway.sdk.reporters import BusReporter, HttpReporter, Reporter
+from stox_gateway.sdk.worker import StepHandler, Worker
+
+log = structlog.get_logger(__name__)
+
+
+async def noop_handler(_ctx: StepContext) -> dict[str, Any]:
+    """Answers every step at once with an empty result (load and smoke tests)."""
+    return {}
+
+
+async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) -> None:
+    handler: StepHandler
+    if noop:
+        handler = noop_handler
+    else:
+        from stox_gateway.services.registry import reference_handlers
+
+        handler = reference_handlers(settings)[step_type]
+    bus = make_bus(settings)
+    await bus.start()
+    reporter: Reporter
+    http: HttpReporter | None = None
+    if settings.workers.report_via == "http":
+        reporter = http = HttpReporter(settings.workers.gateway_url)
+    else:
+        reporter = BusReporter(bus)
+    worker = Worker(
+        step_type,
+        handler,
+        bus=bus,
+        reporter=reporter,
+        queue_prefix=settings.rabbitmq.queue_prefix,
+        concurrency=settings.workers.concurrency,
+        prefetch=settings.rabbitmq.prefetch,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.start()
+        await stop.wait()
+        log.info("worker.stopping", step_type=step_type)
+        await worker.stop(grace=settings.server.shutdown_timeout.total_seconds())
+    finally:
+        if http is not None:
+            await http.close()
+        await bus.close()
+    log.info("worker.stopped", step_type=step_type, handled=worker.handled)

@@ -1,0 +1,131 @@
+"""The worker: consume one step type's queue, call the handler, report, then ack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from stox_gateway import codec
+from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription
+from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
+from stox_gateway.sdk.context import StepContext, bind_step, reset_step
+from stox_gateway.sdk.errors import StepError
+from stox_gateway.sdk.reporters import Reporter
+
+log = structlog.get_logger(__name__)
+
+StepHandler = Callable[[StepContext], Awaitable[dict[str, Any]]]
+
+
+def step_queue(step_type: str, prefix: str = "stox", **options: Any) -> QueueSpec:
+    """The durable work queue of one step type: `<prefix>.step.<type>` bound to `step.<type>`."""
+    return QueueSpec(name=f"{prefix}.step.{step_type}", bindings=(f"step.{step_type}",), **options)
+
+
+class Worker:
+    """Serves one step type. Competing workers on one queue share its messages.
+
+    The handler's return value is the step's result; raising `NonRetryable` fails the step for
+    good, any other exception fails this attempt (the gateway retries while attempts remain).
+    The message is acked only after the report was accepted, so a crash before that redelivers.
+    """
+
+    def __init__(
+        self,
+        step_type: str,
+        handler: StepHandler,
+        *,
+        bus: Bus,
+        reporter: Reporter,
+        queue_prefix: str = "stox",
+        concurrency: int = 8,
+        prefetch: int | None = None,
+    ) -> None:
+        self.step_type = step_type
+        self._handler = handler
+        self._bus = bus
+        self._reporter = reporter
+        self._queue = step_queue(
+            step_type,
+            queue_prefix,
+            concurrency=concurrency,
+            prefetch=prefetch or concurrency * 2,
+        )
+        self._subscription: Subscription | None = None
+        self._in_hand = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.handled = 0
+
+    @property
+    def queue(self) -> QueueSpec:
+        return self._queue
+
+    async def start(self) -> None:
+        self._subscription = await self._bus.consume(self._queue, self._on_delivery)
+        log.info("worker.started", step_type=self.step_type, queue=self._queue.name)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop taking messages; let the ones in hand finish, report and ack (up to `grace`)."""
+        if self._subscription is None:
+            return
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("worker.stop_grace_exceeded", step_type=self.step_type)
+        await self._subscription.cancel()
+        self._subscription = None
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        try:
+            envelope = StepEnvelope.model_validate(codec.loads(delivery.message.body))
+        except (ValidationError, ValueError) as exc:
+            raise Reject(f"not a step message: {exc}") from exc
+        ctx = StepContext(
+            workflow_id=envelope.workflow_id,
+            step_id=envelope.step_id,
+            step_type=envelope.step_type,
+            attempt=envelope.attempt,
+            correlation_id=envelope.correlation_id or envelope.workflow_id,
+            product=dict(envelope.data.get("product") or {}),
+            results=dict(envelope.data.get("results") or {}),
+        )
+        self._in_hand += 1
+        self._idle.clear()
+        token = bind_step(ctx)
+        bound = structlog.contextvars.bind_contextvars(
+            workflow_id=ctx.workflow_id, correlation_id=ctx.correlation_id
+        )
+        try:
+            report = await self._run(ctx)
+            await self._reporter.report(report, ctx.correlation_id)
+            self.handled += 1
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+            reset_step(token)
+            self._in_hand -= 1
+            if self._in_hand == 0:
+                self._idle.set()
+
+    async def _run(self, ctx: StepContext) -> StepCompletedRequest:
+        base = {
+            "workflow_id": ctx.workflow_id,
+            "step_id": ctx.step_id,
+            "step_type": ctx.step_type,
+            "attempt": ctx.attempt,
+        }
+        try:
+            result = await self._handler(ctx)
+        except StepError as exc:
+            log.warning("worker.step_failed", step_type=ctx.step_type, error=str(exc))
+            return StepCompletedRequest(
+                **base, success=False, error=str(exc), retryable=exc.retryable
+            )
+        except Exception as exc:
+            log.exception("worker.step_crashed", step_type=ctx.step_type)
+            return StepCompletedRequest(**base, success=False, error=f"{type(exc).__name__}: {exc}")
+        return StepCompletedRequest(**base, success=True, result=result or {})

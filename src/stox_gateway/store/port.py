@@ -1,0 +1,80 @@
+"""The store port: what the engine, the outbox relay and the hub need from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from stox_gateway.engine.machine import Transition
+from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    routing_key: str
+    message_id: str
+    correlation_id: str | None
+    body: bytes
+    mandatory: bool
+    headers: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DueStep:
+    workflow_id: str
+    step_id: str
+    attempt: int
+
+
+class OutboxBatch(Protocol):
+    rows: Sequence[OutboxRow]
+
+    async def mark_sent(self, ids: Sequence[int]) -> None: ...
+
+
+class WorkflowStore(Protocol):
+    async def start(self) -> None:
+        """Create the schema if needed (or check migrations are applied)."""
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise `Unavailable` when the database does not answer."""
+
+    async def create(self, transition: Transition) -> None:
+        """Insert a new workflow with its steps, updates and events, in one transaction."""
+
+    async def change(
+        self, workflow_id: str, decide: Callable[[Workflow], Transition]
+    ) -> Transition:
+        """Lock the workflow, let `decide` compute the transition, persist it, commit.
+
+        Raises `WorkflowNotFound`; whatever `decide` raises rolls the transaction back.
+        """
+
+    async def get(self, workflow_id: str) -> Workflow | None: ...
+
+    async def list(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Workflow]: ...
+
+    async def updates(
+        self, workflow_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[Update]: ...
+
+    async def due_steps(self, now: datetime, limit: int = 100) -> list[DueStep]: ...
+
+    def claim_outbox(
+        self, now: datetime, limit: int = 100
+    ) -> AbstractAsyncContextManager[OutboxBatch]: ...
+
+    async def outbox_backlog(self) -> int: ...

@@ -1,0 +1,103 @@
+"""The shapes that leave the process: WebSocket updates, workflow views and bus messages.
+
+Kept as plain dicts built by hand on the hot path; `api/schemas.py` describes the same shapes
+as pydantic models for OpenAPI and for validating what comes in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stox_gateway import codec
+from stox_gateway.engine.machine import BusEvent, Transition
+from stox_gateway.engine.models import JSON, Step, Update, Workflow
+
+UPDATE_ROUTING_KEY = "gateway.update"
+COMPLETION_ROUTING_KEY = "step.completed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One row for the outbox: a bus message and the earliest time it may leave."""
+
+    routing_key: str
+    message_id: str
+    correlation_id: str | None
+    body: bytes
+    available_at: Any
+    mandatory: bool = False
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+def update_to_wire(update: Update) -> JSON:
+    return {
+        "type": str(update.type),
+        "workflow_id": update.workflow_id,
+        "seq": update.seq,
+        "timestamp": update.timestamp,
+        "data": update.data,
+    }
+
+
+def step_to_wire(step: Step) -> JSON:
+    return {
+        "id": step.id,
+        "type": step.type,
+        "status": str(step.status),
+        "attempts": step.attempts,
+        "max_attempts": step.max_attempts,
+        "started_at": step.started_at,
+        "completed_at": step.completed_at,
+        "deadline_at": step.deadline_at,
+        "result": step.result,
+        "error": step.error,
+    }
+
+
+def workflow_to_wire(workflow: Workflow) -> JSON:
+    current = workflow.current_step
+    return {
+        "id": workflow.id,
+        "type": workflow.type,
+        "status": str(workflow.status),
+        "product": workflow.product,
+        "current_step": current.type if current and not workflow.status.ended else None,
+        "steps": [step_to_wire(s) for s in workflow.steps],
+        "created_at": workflow.created_at,
+        "updated_at": workflow.updated_at,
+        "completed_at": workflow.completed_at,
+        "error": workflow.error,
+        "correlation_id": workflow.correlation_id,
+        "seq": workflow.seq,
+    }
+
+
+def outgoing_messages(transition: Transition, new_id: Any) -> list[OutgoingMessage]:
+    """Every bus message a transition causes: its events, then one `gateway.update` per update."""
+    wf = transition.workflow
+    messages = [_event_message(e) for e in transition.events]
+    owner_header = {"x-owner": wf.owner} if wf.owner else {}
+    for update in transition.updates:
+        messages.append(
+            OutgoingMessage(
+                routing_key=UPDATE_ROUTING_KEY,
+                message_id=new_id(),
+                correlation_id=wf.correlation_id,
+                body=codec.dumps(update_to_wire(update)),
+                available_at=update.timestamp,
+                headers=owner_header,
+            )
+        )
+    return messages
+
+
+def _event_message(event: BusEvent) -> OutgoingMessage:
+    return OutgoingMessage(
+        routing_key=event.routing_key,
+        message_id=event.event_id,
+        correlation_id=event.body.get("correlation_id"),
+        body=codec.dumps(event.body),
+        available_at=event.available_at,
+        mandatory=event.mandatory,
+    )

@@ -1,0 +1,122 @@
+"""Shared helpers: real servers on 127.0.0.1, an in-process gateway on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from stox_gateway import codec
+from stox_gateway.api.app import create_app
+from stox_gateway.bus.port import Bus
+from stox_gateway.config.settings import Settings, load_settings
+from stox_gateway.runtime import Runtime
+
+REPO = Path(__file__).resolve().parents[1]
+RABBITMQ_URL = os.environ.get("STOX_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get(
+    "STOX_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def require_server(port: int, name: str) -> None:
+    """Skip without the server on a developer's machine; fail in CI, where it must be there."""
+    if port_open(port):
+        return
+    message = f"{name} is not reachable on 127.0.0.1:{port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: tests that need it fail rather than skip)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'stox.db'}"},
+        "media": {"root": str(REPO / "media")},
+        "logging": {"level": "WARNING"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return load_settings(**base)
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: FastAPI
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime = self.app.state.runtime
+        assert runtime is not None
+        return runtime
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings, *, bus: Bus | None = None
+) -> AsyncIterator[RunningGateway]:
+    """The real app under a real uvicorn on a free port, in this event loop."""
+    port = free_port()
+    app = create_app(settings, bus=bus)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        ws_max_size=settings.websocket.max_message_bytes,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(20):
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+    try:
+        yield RunningGateway(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+async def receive_until(ws: Any, kind: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Read WebSocket messages until one of type `kind`; return all of them, heartbeats dropped."""
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            message = codec.loads(await ws.recv())
+            if message["type"] == "heartbeat":
+                continue
+            messages.append(message)
+            if message["type"] == kind:
+                return messages

@@ -1,0 +1,242 @@
+"""The state machine on its own: the completion rules of DESIGN §3, retries and deadlines."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stox_gateway.engine import machine
+from stox_gateway.engine.definitions import default_definitions
+from stox_gateway.engine.errors import StaleAttempt, StepMismatch, StepNotRunning, WorkflowEnded
+from stox_gateway.engine.models import Completion, StepStatus, UpdateType, Workflow, WorkflowStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+_ids = itertools.count()
+
+
+def new_id() -> str:
+    return f"id-{next(_ids)}"
+
+
+def no_backoff(_attempt: int) -> float:
+    return 0.0
+
+
+def started(max_attempts: int = 3) -> machine.Transition:
+    definition = default_definitions().get("product_upload")
+    definition = type(definition)(
+        definition.type,
+        tuple(type(s)(s.type, s.timeout_seconds, max_attempts) for s in definition.steps),
+    )
+    return machine.create(
+        definition,
+        workflow_id="wf",
+        product={"name": "Lamp"},
+        correlation_id="corr",
+        owner=None,
+        now=T0,
+        new_id=new_id,
+    )
+
+
+def complete(wf: Workflow, index: int, success: bool = True, **kw: object) -> machine.Transition:
+    step = wf.steps[index]
+    completion = Completion(wf.id, step.id, step.type, success, **kw)  # type: ignore[arg-type]
+    return machine.complete_step(wf, completion, now=T0, new_id=new_id, backoff=no_backoff)
+
+
+def test_a_new_workflow_is_processing_its_first_step() -> None:
+    t = started()
+    wf = t.workflow
+    assert wf.status is WorkflowStatus.PROCESSING
+    assert [s.status for s in wf.steps] == [
+        StepStatus.RUNNING,
+        StepStatus.PENDING,
+        StepStatus.PENDING,
+    ]
+    assert wf.steps[0].attempts == 1
+    assert [u.type for u in t.updates] == [UpdateType.WORKFLOW_STARTED, UpdateType.STEP_STARTED]
+    assert [u.seq for u in t.updates] == [1, 2]
+    assert [e.routing_key for e in t.events] == ["workflow.start", "step.image_processing"]
+    assert t.events[1].mandatory
+
+
+def test_results_travel_forward_to_later_steps() -> None:
+    wf = started().workflow
+    t = complete(wf, 0, result={"count": 2})
+    step_message = t.events[-1]
+    assert step_message.routing_key == "step.ai_enhancement"
+    assert step_message.body["data"]["results"] == {"image_processing": {"count": 2}}
+    assert step_message.body["data"]["product"] == {"name": "Lamp"}
+    assert step_message.body["attempt"] == 1
+
+
+def test_the_last_completion_completes_the_workflow() -> None:
+    wf = started().workflow
+    for i in range(3):
+        t = complete(wf, i, result={"n": i})
+        wf = t.workflow
+    assert wf.status is WorkflowStatus.COMPLETED
+    assert wf.completed_at == T0
+    assert t.updates[-1].type is UpdateType.WORKFLOW_COMPLETED
+    assert t.events[-1].routing_key == "workflow.completed"
+    assert wf.seq == 8
+
+
+def test_a_repeated_completion_changes_nothing_even_after_the_end() -> None:
+    wf = started().workflow
+    wf = complete(wf, 0).workflow
+    repeat = complete(wf, 0)
+    assert repeat.is_noop and repeat.workflow is wf
+    for i in (1, 2):
+        wf = complete(wf, i).workflow
+    assert complete(wf, 2).is_noop
+
+
+def test_a_foreign_step_or_a_wrong_type_is_a_mismatch() -> None:
+    wf = started().workflow
+    with pytest.raises(StepMismatch):
+        machine.complete_step(
+            wf,
+            Completion(wf.id, "not-a-step", "image_processing", True),
+            now=T0,
+            new_id=new_id,
+            backoff=no_backoff,
+        )
+    with pytest.raises(StepMismatch):
+        machine.complete_step(
+            wf,
+            Completion(wf.id, wf.steps[0].id, "seo_generation", True),
+            now=T0,
+            new_id=new_id,
+            backoff=no_backoff,
+        )
+
+
+def test_a_step_that_is_not_running_is_refused() -> None:
+    wf = started().workflow
+    with pytest.raises(StepNotRunning):
+        complete(wf, 1)
+
+
+def test_a_different_outcome_after_the_end_is_refused() -> None:
+    wf = started().workflow
+    for i in range(3):
+        wf = complete(wf, i).workflow
+    with pytest.raises(WorkflowEnded):
+        complete(wf, 2, success=False, error="late")
+
+
+def test_a_failure_is_retried_until_the_attempts_run_out() -> None:
+    wf = started(max_attempts=2).workflow
+    t = complete(wf, 0, success=False, error="boom")
+    wf = t.workflow
+    assert wf.status is WorkflowStatus.PROCESSING
+    assert wf.steps[0].attempts == 2 and wf.steps[0].status is StepStatus.RUNNING
+    assert t.updates[0].type is UpdateType.STEP_RETRYING
+    assert t.events[0].routing_key == "step.image_processing" and t.events[0].body["attempt"] == 2
+
+    t = complete(wf, 0, success=False, error="boom again")
+    wf = t.workflow
+    assert wf.status is WorkflowStatus.FAILED
+    assert "boom again" in (wf.error or "")
+    assert t.updates[-1].type is UpdateType.WORKFLOW_FAILED
+    assert t.events[-1].routing_key == "workflow.failed"
+
+
+def test_a_non_retryable_failure_fails_the_workflow_at_once() -> None:
+    wf = started(max_attempts=5).workflow
+    wf = complete(wf, 0, success=False, error="not an image", retryable=False).workflow
+    assert wf.status is WorkflowStatus.FAILED
+    assert wf.steps[0].attempts == 1
+
+
+def test_a_late_success_from_an_earlier_attempt_is_fenced() -> None:
+    wf = started().workflow
+    wf = complete(wf, 0, success=False, error="boom").workflow
+    with pytest.raises(StaleAttempt):
+        complete(wf, 0, success=True, attempt=1)
+    assert complete(wf, 0, success=False, attempt=1).is_noop  # that failure is on record
+
+
+def test_retries_wait_for_the_backoff() -> None:
+    wf = started().workflow
+    step = wf.steps[0]
+    t = machine.complete_step(
+        wf,
+        Completion(wf.id, step.id, step.type, False, error="x"),
+        now=T0,
+        new_id=new_id,
+        backoff=lambda attempt: 4.0 * attempt,
+    )
+    assert t.events[0].available_at == T0 + timedelta(seconds=4)
+    assert t.workflow.steps[0].deadline_at == T0 + timedelta(seconds=4 + step.timeout_seconds)
+
+
+def test_a_passed_deadline_counts_as_a_failed_attempt_once() -> None:
+    wf = started().workflow
+    step = wf.steps[0]
+    later = T0 + timedelta(seconds=step.timeout_seconds + 1)
+    early = machine.time_out_step(wf, step.id, 1, now=T0, new_id=new_id, backoff=no_backoff)
+    assert early.is_noop
+    t = machine.time_out_step(wf, step.id, 1, now=later, new_id=new_id, backoff=no_backoff)
+    assert t.workflow.steps[0].attempts == 2
+    assert "deadline" in t.updates[0].data["error"]
+    again = machine.time_out_step(
+        t.workflow, step.id, 1, now=later, new_id=new_id, backoff=no_backoff
+    )
+    assert again.is_noop
+
+
+# -- property: any order and repetition of completions -----------------------------------
+
+Report = tuple[int, bool, int | None]  # step index, success, attempt (None = current)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reports=st.lists(
+        st.tuples(st.integers(0, 2), st.booleans(), st.one_of(st.none(), st.integers(1, 3))),
+        max_size=40,
+    ),
+    max_attempts=st.integers(1, 3),
+)
+def test_no_order_of_reports_advances_twice_skips_a_step_or_gets_stuck(
+    reports: list[Report], max_attempts: int
+) -> None:
+    wf = started(max_attempts).workflow
+    seen_updates = 2
+    for index, success, attempt in reports:
+        before = wf
+        try:
+            t = complete(wf, index, success, attempt=attempt, error=None if success else "x")
+        except (StepMismatch, StepNotRunning, WorkflowEnded, StaleAttempt):
+            continue
+        wf = t.workflow
+        # seq grows by one per update, with no gap
+        assert [u.seq for u in t.updates] == list(range(before.seq + 1, wf.seq + 1))
+        seen_updates += len(t.updates)
+        completed_before = sum(s.status is StepStatus.COMPLETED for s in before.steps)
+        completed_after = sum(s.status is StepStatus.COMPLETED for s in wf.steps)
+        assert completed_after - completed_before in (0, 1)  # never two steps at once
+        _assert_consistent(wf)
+    assert wf.seq == seen_updates
+    # Not stuck: a processing workflow always has exactly one running step to report on.
+    if wf.status is WorkflowStatus.PROCESSING:
+        assert sum(s.status is StepStatus.RUNNING for s in wf.steps) == 1
+
+
+def _assert_consistent(wf: Workflow) -> None:
+    statuses = [s.status for s in wf.steps]
+    # Steps complete strictly in order: no completed step after an unfinished one.
+    first_open = next((i for i, s in enumerate(statuses) if s is not StepStatus.COMPLETED), 3)
+    assert all(s is not StepStatus.COMPLETED for s in statuses[first_open:])
+    assert all(s.attempts <= s.max_attempts for s in wf.steps)
+    if wf.status is WorkflowStatus.COMPLETED:
+        assert all(s is StepStatus.COMPLETED for s in statuses)
+    if wf.status is WorkflowStatus.FAILED:
+        assert StepStatus.FAILED in statuses
