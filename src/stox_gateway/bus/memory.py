@@ -15,6 +15,7 @@ import structlog
 
 from stox_gateway.bus.port import (
     BusUnavailable,
+    DeadLetter,
     Delivery,
     Handler,
     Message,
@@ -25,13 +26,6 @@ from stox_gateway.bus.port import (
 from stox_gateway.bus.topics import topic_matches
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    message: Message
-    reason: str
-    delivery_count: int
 
 
 @dataclass(slots=True)
@@ -153,10 +147,11 @@ class MemoryBus:
             message_id=message.message_id,
             reason=reason,
         )
-        self._dead.setdefault(queue.spec.name, []).append(DeadLetter(message, reason, count))
+        self._dead.setdefault(queue.spec.name, []).append(DeadLetter(message, reason))
 
-    def dead_letters(self, queue_name: str) -> list[DeadLetter]:
-        return list(self._dead.get(queue_name, []))
+    async def dead_letters(self, queue_name: str) -> list[DeadLetter]:
+        """Take the dead letters of a queue (they leave it, as from RabbitMQ's `<queue>.dead`)."""
+        return self._dead.pop(queue_name, [])
 
     def depth(self, queue_name: str) -> int:
         queue = self._queues.get(queue_name)
@@ -169,10 +164,12 @@ class MemoryBus:
         if not self._busy():
             self._idle.set()
 
-    async def join(self, timeout: float = 10.0) -> None:
-        """Wait until every consumed queue is empty and no handler is running."""
-        async with asyncio.timeout(timeout):
-            while self._busy():
-                self._idle.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), 0.05)
+    async def join(self) -> None:
+        """Wait until every consumed queue is empty and no handler is running.
+
+        Wrap it in `asyncio.timeout` in tests; it waits as long as work keeps arriving.
+        """
+        while self._busy():
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 0.05)

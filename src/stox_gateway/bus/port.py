@@ -33,6 +33,14 @@ class Delivery:
         return self.delivery_count > 1
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message its queue could not process, and why."""
+
+    message: Message
+    reason: str
+
+
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
@@ -86,7 +94,7 @@ class Unroutable(BusError):
     """A mandatory message matched no queue."""
 
 
-class Reject(Exception):  # noqa: N818 - it is an instruction, not an error condition
+class Reject(Exception):
     """Raised by a handler: the message can never be processed; dead-letter it with `reason`."""
 
     def __init__(self, reason: str) -> None:

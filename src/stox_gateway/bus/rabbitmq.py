@@ -1,0 +1,323 @@
+"""The RabbitMQ adapter (aio-pika): durable topic exchange, confirms, mandatory, dead letters.
+
+Layout on the broker (all names from configuration):
+
+    <exchange>           topic, durable: every message of DESIGN §5
+    <exchange>.dlx       direct, durable: dead letters, routed by the name of their queue
+    <queue>              durable work queue (classic or quorum), bound to its routing keys,
+                         dead-lettering into <exchange>.dlx
+    <queue>.dead         durable: what <queue> could not process, with `x-stox-dead-reason`
+
+Delivery limit: a failed message is published again to its queue with `x-stox-deliveries`
+raised by one (then the original is acked), so the count works on classic queues too; at the
+limit, or on `Reject`, it goes to `<queue>.dead` with the reason. Publishing waits for the
+broker's confirm within `publish_timeout`; a mandatory message that no queue takes raises
+`Unroutable` instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError
+
+from stox_gateway.bus.port import (
+    BusError,
+    BusUnavailable,
+    DeadLetter,
+    Delivery,
+    Handler,
+    Message,
+    QueueSpec,
+    Reject,
+    Unroutable,
+)
+from stox_gateway.config.settings import RabbitMQSettings
+
+log = structlog.get_logger(__name__)
+
+DELIVERIES_HEADER = "x-stox-deliveries"
+REASON_HEADER = "x-stox-dead-reason"
+
+
+class RabbitMQBus:
+    def __init__(
+        self, settings: RabbitMQSettings, *, connection_name: str = "stox-gateway"
+    ) -> None:
+        self._settings = settings
+        self._connection_name = connection_name
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+        self._declared: set[str] = set()
+        self._consumers: list[_Consumer] = []
+
+    @property
+    def exchange_name(self) -> str:
+        return self._settings.exchange
+
+    @property
+    def declared_queues(self) -> frozenset[str]:
+        """Every queue this bus declared (tests delete them afterwards)."""
+        return frozenset(self._declared)
+
+    async def start(self) -> None:
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self._settings.url.get_secret_value(),
+                client_properties={"connection_name": self._connection_name},
+                timeout=self._settings.publish_timeout.total_seconds(),
+            )
+        except (TimeoutError, OSError, AMQPError) as exc:
+            raise BusUnavailable(f"RabbitMQ: cannot connect: {exc}") from exc
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._exchange = await self._channel.declare_exchange(
+            self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._dlx = await self._channel.declare_exchange(
+            f"{self._settings.exchange}.dlx", aio_pika.ExchangeType.DIRECT, durable=True
+        )
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def check(self) -> None:
+        connection = self._connection
+        if connection is None or connection.is_closed or self._channel is None:
+            raise BusUnavailable("RabbitMQ: not connected")
+        if self._channel.is_closed or not connection.connected.is_set():
+            raise BusUnavailable("RabbitMQ: connection lost, reconnecting")
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _exchange_or_fail(self) -> AbstractExchange:
+        if self._exchange is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        return self._exchange
+
+    async def publish(self, message: Message) -> None:
+        await self._publish(self._exchange_or_fail(), message, message.routing_key)
+
+    async def _publish(
+        self, exchange: AbstractExchange, message: Message, routing_key: str, **headers: Any
+    ) -> None:
+        amqp_message = aio_pika.Message(
+            body=message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.routing_key,
+            headers={**message.headers, **headers},
+        )
+        try:
+            await exchange.publish(
+                amqp_message,
+                routing_key=routing_key,
+                mandatory=message.mandatory,
+                timeout=self._settings.publish_timeout.total_seconds(),
+            )
+        except DeliveryError as exc:
+            if exc.frame is not None and isinstance(exc.frame, aiormq.spec.Basic.Return):
+                raise Unroutable(f"no queue is bound to {routing_key!r}") from exc
+            raise BusError(f"RabbitMQ refused the message: {exc}") from exc
+        except TimeoutError as exc:
+            raise BusError(f"RabbitMQ: no confirm within the publish timeout ({exc})") from exc
+        except (AMQPError, OSError, RuntimeError) as exc:
+            raise BusUnavailable(f"RabbitMQ: publish failed: {exc!r}") from exc
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def _queue_arguments(self, spec: QueueSpec) -> dict[str, Any]:
+        if spec.exclusive:
+            return {}
+        arguments: dict[str, Any] = {"x-queue-type": self._settings.queue_type}
+        if spec.dead_letter:
+            arguments["x-dead-letter-exchange"] = f"{self._settings.exchange}.dlx"
+            arguments["x-dead-letter-routing-key"] = spec.name
+        return arguments
+
+    async def _declare_on(self, channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
+        exchange = await channel.get_exchange(self._settings.exchange, ensure=False)
+        queue = await channel.declare_queue(
+            spec.name,
+            durable=spec.durable and not spec.exclusive,
+            exclusive=spec.exclusive,
+            auto_delete=spec.exclusive,
+            arguments=self._queue_arguments(spec),
+        )
+        self._declared.add(spec.name)
+        for key in spec.bindings:
+            await queue.bind(exchange, routing_key=key)
+        if spec.dead_letter and not spec.exclusive:
+            dlx = await channel.get_exchange(f"{self._settings.exchange}.dlx", ensure=False)
+            dead = await channel.declare_queue(
+                f"{spec.name}.dead",
+                durable=True,
+                arguments={"x-queue-type": self._settings.queue_type},
+            )
+            await dead.bind(dlx, routing_key=spec.name)
+            self._declared.add(dead.name)
+        return queue
+
+    async def declare(self, queue: QueueSpec) -> None:
+        if self._channel is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        await self._declare_on(self._channel, queue)
+
+    async def consume(self, queue: QueueSpec, handler: Handler) -> _Consumer:
+        if self._connection is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        # One channel per consumer: its prefetch is its own, and a channel error stays local.
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=queue.prefetch)
+        amqp_queue = await self._declare_on(channel, queue)
+        consumer = _Consumer(self, channel, amqp_queue, queue, handler)
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    def _forget(self, consumer: _Consumer) -> None:
+        with contextlib.suppress(ValueError):
+            self._consumers.remove(consumer)
+
+    async def _retry_or_dead_letter(
+        self, spec: QueueSpec, incoming: AbstractIncomingMessage, count: int, reason: str | None
+    ) -> None:
+        """Requeue with the delivery count raised, or dead-letter with a reason; then ack."""
+        message = _to_message(incoming)
+        if reason is None and count < self._settings.delivery_limit:
+            # Back to the queue through the default exchange, with its count (classic queues
+            # keep none); at-least-once if we die between this publish and the ack below.
+            default = self._publishing_channel().default_exchange
+            await self._publish(default, message, spec.name, **{DELIVERIES_HEADER: count + 1})
+        elif spec.dead_letter and self._dlx is not None:
+            why = reason or f"failed {count} deliveries"
+            await self._publish(self._dlx, message, spec.name, **{REASON_HEADER: why[:1000]})
+            log.warning(
+                "bus.dead_lettered", queue=spec.name, message_id=message.message_id, reason=why
+            )
+        await incoming.ack()
+
+    def _publishing_channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        return self._channel
+
+    async def dead_letters(self, queue_name: str, *, limit: int = 1000) -> list[DeadLetter]:
+        """Take the messages of `<queue>.dead` (tests and operators), with their reasons."""
+        dead = await self._publishing_channel().get_queue(f"{queue_name}.dead", ensure=True)
+        found: list[DeadLetter] = []
+        while len(found) < limit:
+            incoming = await dead.get(fail=False, no_ack=True)
+            if incoming is None:
+                break
+            reason = str(incoming.headers.get(REASON_HEADER, "") or "")
+            found.append(DeadLetter(_to_message(incoming), reason))
+        return found
+
+
+class _Consumer:
+    def __init__(
+        self,
+        bus: RabbitMQBus,
+        channel: AbstractChannel,
+        queue: AbstractQueue,
+        spec: QueueSpec,
+        handler: Handler,
+    ) -> None:
+        self._bus, self._channel, self._queue = bus, channel, queue
+        self._spec, self._handler = spec, handler
+        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        # aio-pika calls this in arrival order; the semaphore bounds handlers in flight, so
+        # with concurrency 1 the queue's order is kept.
+        await self._slots.acquire()
+        task = asyncio.create_task(self._handle(incoming))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, incoming: AbstractIncomingMessage) -> None:
+        try:
+            count = int(incoming.headers.get(DELIVERIES_HEADER, 1) or 1)
+            count = max(count, int(incoming.headers.get("x-delivery-count", 0) or 0) + 1)
+            try:
+                await self._handler(Delivery(_to_message(incoming), count))
+            except Reject as exc:
+                await self._bus._retry_or_dead_letter(self._spec, incoming, count, exc.reason)
+            except Exception as exc:
+                log.warning(
+                    "bus.handler_failed",
+                    queue=self._spec.name,
+                    message_id=incoming.message_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                    delivery=count,
+                )
+                if count >= self._bus._settings.delivery_limit:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    await self._bus._retry_or_dead_letter(self._spec, incoming, count, reason)
+                else:
+                    await self._bus._retry_or_dead_letter(self._spec, incoming, count, None)
+            else:
+                await incoming.ack()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await incoming.nack(requeue=True)
+            raise
+        except Exception:
+            # The channel died under us: the broker redelivers the unacked message.
+            log.warning("bus.ack_failed", queue=self._spec.name, exc_info=True)
+        finally:
+            self._slots.release()
+
+    async def cancel(self) -> None:
+        if self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
+            self._tag = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._channel.close()
+        self._bus._forget(self)
+
+
+def _to_message(incoming: AbstractIncomingMessage) -> Message:
+    headers = {
+        k: v
+        for k, v in (incoming.headers or {}).items()
+        if k not in (DELIVERIES_HEADER, REASON_HEADER)
+    }
+    return Message(
+        routing_key=incoming.type or incoming.routing_key or "",
+        body=incoming.body,
+        message_id=incoming.message_id or "",
+        correlation_id=incoming.correlation_id,
+        headers=headers,
+        content_type=incoming.content_type or "application/json",
+    )

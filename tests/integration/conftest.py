@@ -1,0 +1,119 @@
+"""Fixtures that give each test a bus or a store of its own, per adapter.
+
+RabbitMQ tests use an exchange and queue prefix of their own (deleted afterwards); PostgreSQL
+tests a schema of their own (dropped afterwards), so runs never collide.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from stox_gateway.bus.memory import MemoryBus
+from stox_gateway.bus.rabbitmq import RabbitMQBus
+from stox_gateway.config.settings import RabbitMQSettings
+from stox_gateway.store.sql import SqlStore
+from tests.support import POSTGRES_URL, RABBITMQ_URL, require_server
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def rabbit_settings(**changes: Any) -> RabbitMQSettings:
+    return RabbitMQSettings(
+        url=RABBITMQ_URL,
+        exchange=unique("test_exchange"),
+        queue_prefix=unique("test"),
+        retry_delay="50ms",
+        publish_timeout="5s",
+        delivery_limit=3,
+        **changes,
+    )
+
+
+async def delete_rabbit_objects(settings: RabbitMQSettings, queues: frozenset[str]) -> None:
+    """Remove the queues and exchanges a test made."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for exchange in (settings.exchange, f"{settings.exchange}.dlx"):
+            await channel.exchange_delete(exchange)
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+async def any_bus(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """The bus contract holds for every adapter."""
+    if request.param == "memory":
+        bus = MemoryBus(delivery_limit=3)
+        bus.queue_prefix = unique("test")  # type: ignore[attr-defined]
+        await bus.start()
+        yield bus
+        await bus.close()
+        return
+    require_server(5672, "RabbitMQ")
+    settings = rabbit_settings()
+    rabbit = RabbitMQBus(settings)
+    rabbit.queue_prefix = settings.queue_prefix  # type: ignore[attr-defined]
+    await rabbit.start()
+    try:
+        yield rabbit
+    finally:
+        await rabbit.close()
+        await delete_rabbit_objects(settings, rabbit.declared_queues)
+
+
+@pytest.fixture
+async def rabbit_bus() -> AsyncIterator[RabbitMQBus]:
+    require_server(5672, "RabbitMQ")
+    settings = rabbit_settings()
+    bus = RabbitMQBus(settings)
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+        await delete_rabbit_objects(settings, bus.declared_queues)
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[str]:
+    require_server(5432, "PostgreSQL")
+    schema = unique("stox_test")
+    yield schema
+    engine = create_async_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """The store contract holds for SQLite and PostgreSQL alike."""
+    if request.param == "sqlite":
+        store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        await store.start()
+        yield store
+        await store.close()
+        return
+    require_server(5432, "PostgreSQL")
+    schema = unique("stox_test")
+    store = SqlStore(POSTGRES_URL, schema=schema)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+        engine = create_async_engine(POSTGRES_URL)
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()
