@@ -61,6 +61,9 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._clock = clock
         self._wake = asyncio.Event()
+        # One batch at a time in this process: the loop and a shutdown flush must not both
+        # send the rows of one claim (SQLite claims take no row locks).
+        self._relaying = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -94,6 +97,10 @@ class OutboxRelay:
                 return total
 
     async def relay_once(self) -> int:
+        async with self._relaying:
+            return await self._relay_batch()
+
+    async def _relay_batch(self) -> int:
         async with self._store.claim_outbox(self._clock(), self._batch_size) as batch:
             if not batch.rows:
                 return 0

@@ -20,7 +20,14 @@ from stox_gateway.bus.outbox_relay import maybe_crash
 from stox_gateway.engine import machine
 from stox_gateway.engine.definitions import PRODUCT_UPLOAD, Definitions
 from stox_gateway.engine.errors import WorkflowNotFound
-from stox_gateway.engine.models import JSON, Completion, Update, Workflow, WorkflowStatus
+from stox_gateway.engine.models import (
+    JSON,
+    Completion,
+    Update,
+    UpdateType,
+    Workflow,
+    WorkflowStatus,
+)
 from stox_gateway.store.port import WorkflowStore
 
 log = structlog.get_logger(__name__)
@@ -151,10 +158,31 @@ class WorkflowEngine:
         maybe_crash("after_commit_before_publish")
         wf = transition.workflow
         for update in transition.updates:
-            log.info(
-                "workflow." + str(update.type),
+            # Step-level lines at debug: the hot path stays quiet at info (one line per
+            # workflow start and end).
+            level = log.info if update.type in _MILESTONES else log.debug
+            level(
+                str(update.type),
                 workflow_id=wf.id,
                 correlation_id=wf.correlation_id,
                 seq=update.seq,
+                **_log_fields(update),
             )
         self._on_commit()
+
+
+_MILESTONES = frozenset(
+    {
+        UpdateType.WORKFLOW_STARTED,
+        UpdateType.WORKFLOW_COMPLETED,
+        UpdateType.WORKFLOW_FAILED,
+        UpdateType.WORKFLOW_CANCELLED,
+        UpdateType.STEP_RETRYING,
+    }
+)
+
+
+def _log_fields(update: Update) -> dict[str, Any]:
+    data = update.data
+    fields = {k: data[k] for k in ("step_type", "attempt", "error") if k in data}
+    return fields
