@@ -35,7 +35,8 @@ from stox_gateway.engine.models import (
     WorkflowStatus,
 )
 from stox_gateway.store.port import DueStep, OutboxRow
-from stox_gateway.store.tables import metadata, outbox, steps, workflow_events, workflows
+from stox_gateway.store import migrate
+from stox_gateway.store.tables import outbox, steps, workflow_events, workflows
 from stox_gateway.wire import OutgoingMessage, outgoing_messages
 
 
@@ -94,16 +95,22 @@ class SqlStore:
             kwargs["pool_size"] = self._pool_size
             kwargs["pool_pre_ping"] = True
             if self._schema:
-                kwargs["execution_options"] = {"schema_translate_map": {None: self._schema}}
+                # A schema of its own (tests, several gateways on one database): every
+                # unqualified name, the migrations' version table included, resolves there.
+                kwargs["connect_args"] = {"server_settings": {"search_path": self._schema}}
         engine = create_async_engine(self._url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(engine)
         self._engine = engine
         if self._create_schema:
-            async with engine.begin() as conn:
-                if self._schema:
-                    await conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
-                await conn.run_sync(metadata.create_all)
+            await self.migrate()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (Alembic); a no-op when it is there."""
+        async with self.engine.begin() as conn:
+            if self._schema:
+                await conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
+            await conn.run_sync(migrate.upgrade)
 
     async def close(self) -> None:
         if self._engine is not None:
