@@ -120,3 +120,73 @@ async def receive_until(ws: Any, kind: str, timeout: float = 10.0) -> list[dict[
             messages.append(message)
             if message["type"] == kind:
                 return messages
+
+
+# -- real processes ------------------------------------------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+
+CLI = [sys.executable, "-m", "stox_gateway"]
+
+
+class Process:
+    """A `stox-gateway` process with its output in a log file, stopped on exit."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args, self.log_path = args, log_path
+        self._log = log_path.open("wb")
+        full_env = {**os.environ, "STOX_LOGGING__FORMAT": "json", **env}
+        self.popen = subprocess.Popen(
+            CLI + args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def terminate(self, timeout: float = 20) -> int:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+        return int(self.popen.returncode)
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.wait(5)
+
+
+def wait_healthy(url: str, process: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise AssertionError(f"{process.args} exited early:\n{process.log()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not become healthy:\n{process.log()[-4000:]}")
+
+
+def start_gateway(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[Process, str]:
+    port = free_port()
+    process = Process(
+        ["serve"],
+        {"STOX_SERVER__PORT": str(port), "STOX_SERVER__HOST": "127.0.0.1", **env},
+        tmp_path / f"{name}.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, process)
+    return process, url

@@ -71,6 +71,7 @@ class Runtime:
                 settings.database.url.get_secret_value(),
                 echo=settings.database.echo,
                 pool_size=settings.database.pool_size,
+                schema=settings.database.schema_name,
             )
             await store.start()
             stack.push_async_callback(store.close)
@@ -171,6 +172,7 @@ class Runtime:
                 reporter=reporter,
                 queue_prefix=settings.rabbitmq.queue_prefix,
                 concurrency=settings.workers.concurrency,
+                effects_log=settings.workers.effects_log,
             )
             await worker.start()
             stack.push_async_callback(worker.stop)

@@ -49,6 +49,9 @@ class RabbitMQSettings(BaseModel):
 
 class DatabaseSettings(BaseModel):
     url: SecretStr = SecretStr("sqlite+aiosqlite:///./stox.db")
+    schema_name: str | None = Field(
+        None, description="PostgreSQL schema for the tables (default: the search path's first)"
+    )
     echo: bool = False
     pool_size: int = Field(10, ge=1)
 
@@ -84,6 +87,9 @@ class WorkersSettings(BaseModel):
     report_via: Literal["bus", "http"] = "bus"
     gateway_url: str = "http://localhost:8080"
     concurrency: int = Field(8, ge=1)
+    effects_log: Path | None = Field(
+        None, description="append one JSON line per handled step (audits and tests)"
+    )
 
 
 class WebSocketSettings(BaseModel):

@@ -46,6 +46,7 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
         queue_prefix=settings.rabbitmq.queue_prefix,
         concurrency=settings.workers.concurrency,
         prefetch=settings.rabbitmq.prefetch,
+        effects_log=settings.workers.effects_log,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

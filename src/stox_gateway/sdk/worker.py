@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -44,6 +46,7 @@ class Worker:
         queue_prefix: str = "stox",
         concurrency: int = 8,
         prefetch: int | None = None,
+        effects_log: Path | None = None,
     ) -> None:
         self.step_type = step_type
         self._handler = handler
@@ -55,6 +58,7 @@ class Worker:
             concurrency=concurrency,
             prefetch=prefetch or concurrency * 2,
         )
+        self._effects = _EffectsLog(effects_log) if effects_log else None
         self._subscription: Subscription | None = None
         self._in_hand = 0
         self._idle = asyncio.Event()
@@ -102,6 +106,8 @@ class Worker:
         )
         try:
             report = await self._run(ctx)
+            if self._effects is not None:
+                self._effects.record(ctx, report.success)
             await self._reporter.report(report, ctx.correlation_id)
             self.handled += 1
         finally:
@@ -129,3 +135,22 @@ class Worker:
             log.exception("worker.step_crashed", step_type=ctx.step_type)
             return StepCompletedRequest(**base, success=False, error=f"{type(exc).__name__}: {exc}")
         return StepCompletedRequest(**base, success=True, result=result or {})
+
+
+class _EffectsLog:
+    """One JSON line per handled step: what a service did, to audit or count duplicates."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab", buffering=0)  # one write per line: lines never interleave
+
+    def record(self, ctx: StepContext, success: bool) -> None:
+        line = {
+            "workflow_id": ctx.workflow_id,
+            "step_id": ctx.step_id,
+            "step_type": ctx.step_type,
+            "attempt": ctx.attempt,
+            "success": success,
+            "pid": os.getpid(),
+        }
+        self._file.write(codec.dumps(line) + b"\n")

@@ -108,6 +108,9 @@ class SqlStore:
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (Alembic); a no-op when it is there."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Replicas starting together migrate one after the other.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7411536)"))
             if self._schema:
                 await conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
             await conn.run_sync(migrate.upgrade)

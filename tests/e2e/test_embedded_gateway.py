@@ -1,0 +1,114 @@
+"""The gateway as a newcomer runs it: `stox-gateway serve`, the README's upload, the WebSocket."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from stox_gateway import codec
+from tests.support import receive_until, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+SEED_UPLOAD = {
+    "name": "Sample Product",
+    "description": "A test product",
+    "images": ["image1.jpg", "image2.jpg"],
+    "category": "Electronics",
+    "price": 99.99,
+}
+
+
+@pytest.fixture
+def embedded(tmp_path: Path):  # type: ignore[no-untyped-def]
+    process, url = start_gateway(
+        tmp_path,
+        "gateway",
+        {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'stox.db'}"},
+    )
+    yield url
+    assert process.terminate() == 0, process.log()[-3000:]
+
+
+async def test_the_seed_upload_completes_live_over_the_websocket(embedded: str) -> None:
+    async with httpx.AsyncClient(base_url=embedded) as http:
+        answer = await http.post("/api/v1/workflow/upload", json=SEED_UPLOAD)
+        assert answer.status_code == 202
+        workflow_id = answer.json()["workflow_id"]
+        started = time.monotonic()
+        ws_url = embedded.replace("http", "ws") + f"/ws?workflow_id={workflow_id}"
+        async with websockets.connect(ws_url) as ws:
+            messages = await receive_until(ws, "workflow_completed", timeout=20)
+        elapsed = time.monotonic() - started
+        status = (
+            await http.get("/api/v1/workflow/status", params={"workflow_id": workflow_id})
+        ).json()
+
+    assert messages[0]["type"] == "snapshot"
+    seen = messages[1:]
+    if messages[0]["data"]["status"] != "completed":
+        kinds = [m["type"] for m in seen]
+        assert kinds.count("workflow_completed") == 1
+        seqs = [m["seq"] for m in seen]
+        assert seqs == list(range(messages[0]["seq"] + 1, 9))
+    # The whole history is in the event log either way: three steps, one completion.
+    assert status["status"] == "completed", status
+    results = {s["type"]: s["result"] for s in status["steps"]}
+    assert results["image_processing"]["count"] == 2
+    assert all(t.startswith("thumbnails/") for t in results["image_processing"]["processed_images"])
+    assert results["ai_enhancement"]["enhanced_description"]
+    assert len(results["seo_generation"]["meta_title"]) <= 60
+    assert results["seo_generation"]["json_ld"]["@type"] == "Product"
+    assert elapsed < 20  # generous: the measured figure lives in bench/, not here
+
+
+async def test_a_missing_image_fails_the_workflow_with_the_reason(embedded: str) -> None:
+    async with httpx.AsyncClient(base_url=embedded) as http:
+        answer = await http.post(
+            "/api/v1/workflow/upload", json={**SEED_UPLOAD, "images": ["no-such-file.jpg"]}
+        )
+        workflow_id = answer.json()["workflow_id"]
+        ws_url = embedded.replace("http", "ws") + f"/ws?workflow_id={workflow_id}"
+        async with websockets.connect(ws_url) as ws:
+            messages = await receive_until(ws, "workflow_failed", timeout=20)
+    failed = messages[-1]
+    assert "no-such-file.jpg" in failed["data"]["error"]
+    assert failed["data"]["step_type"] == "image_processing"
+
+
+def test_the_gateway_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    process, url = start_gateway(
+        tmp_path, "gateway", {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
+    )
+    assert httpx.get(f"{url}/health").status_code == 200
+    assert process.terminate() == 0
+    assert "gateway.stopping" in process.log()
+
+
+def test_the_logs_carry_workflow_and_correlation_ids(tmp_path: Path) -> None:
+    process, url = start_gateway(
+        tmp_path, "gateway", {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
+    )
+    try:
+        answer = httpx.post(
+            f"{url}/api/v1/workflow/upload",
+            json=SEED_UPLOAD,
+            headers={"X-Correlation-ID": "trace-7"},
+        )
+        workflow_id = answer.json()["workflow_id"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{url}/api/v1/workflow/status", params={"workflow_id": workflow_id})
+            if status.json()["status"] == "completed":
+                break
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+    lines = [codec.loads(line) for line in process.log().splitlines() if line.startswith("{")]
+    about = [line for line in lines if line.get("workflow_id") == workflow_id]
+    assert {"workflow_started", "workflow_completed"} <= {line["event"] for line in about}
+    assert all(line.get("correlation_id") == "trace-7" for line in about)
