@@ -150,6 +150,17 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def stop(self, timeout: float = 20) -> bool:
+        """SIGTERM; True when the process shut down gracefully.
+
+        uvicorn re-raises the signal after its graceful shutdown, so the exit status is -15
+        either way: the log says whether the gateway got to stop its parts.
+        """
+        code = self.terminate(timeout)
+        return code in (0, -15) and (
+            "gateway.stopped" in self.log() or "worker.stopped" in self.log()
+        )
+
     def terminate(self, timeout: float = 20) -> int:
         if self.alive():
             self.popen.terminate()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -28,7 +28,7 @@ from stox_gateway.engine.sweeper import DeadlineSweeper
 from stox_gateway.hub import Hub
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 from stox_gateway.sdk.reporters import BusReporter, HttpReporter, Reporter
-from stox_gateway.sdk.worker import Worker, step_queue
+from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
 from stox_gateway.store.sql import SqlStore
 from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
 
@@ -152,11 +152,19 @@ class Runtime:
             )
             yield runtime
             log.info("gateway.stopping", replica_id=replica_id)
+        log.info("gateway.stopped", replica_id=replica_id)
 
     async def _start_embedded_workers(self, stack: contextlib.AsyncExitStack) -> None:
-        from stox_gateway.services.registry import reference_handlers
+        from stox_gateway.sdk.runner import noop_handler
 
         settings = self.settings
+        handlers: Mapping[str, StepHandler]
+        if settings.workers.noop:
+            handlers = dict.fromkeys(self.engine.definitions.step_types, noop_handler)
+        else:
+            from stox_gateway.services.registry import reference_handlers
+
+            handlers = reference_handlers(settings)
         reporter: Reporter
         if settings.workers.report_via == "http":
             http = HttpReporter(settings.workers.gateway_url)
@@ -164,7 +172,7 @@ class Runtime:
             reporter = http
         else:
             reporter = BusReporter(self.bus)
-        for step_type, handler in reference_handlers(settings).items():
+        for step_type, handler in sorted(handlers.items()):
             worker = Worker(
                 step_type,
                 handler,

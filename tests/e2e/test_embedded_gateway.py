@@ -31,7 +31,7 @@ def embedded(tmp_path: Path):  # type: ignore[no-untyped-def]
         {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'stox.db'}"},
     )
     yield url
-    assert process.terminate() == 0, process.log()[-3000:]
+    assert process.stop(), process.log()[-3000:]
 
 
 async def test_the_seed_upload_completes_live_over_the_websocket(embedded: str) -> None:
@@ -85,8 +85,7 @@ def test_the_gateway_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         tmp_path, "gateway", {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
     )
     assert httpx.get(f"{url}/health").status_code == 200
-    assert process.terminate() == 0
-    assert "gateway.stopping" in process.log()
+    assert process.stop(), process.log()[-3000:]
 
 
 def test_the_logs_carry_workflow_and_correlation_ids(tmp_path: Path) -> None:

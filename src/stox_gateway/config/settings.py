@@ -84,6 +84,7 @@ class WorkflowSettings(BaseModel):
 
 class WorkersSettings(BaseModel):
     embedded: bool = True
+    noop: bool = Field(False, description="services answer every step at once with {} (load tests)")
     report_via: Literal["bus", "http"] = "bus"
     gateway_url: str = "http://localhost:8080"
     concurrency: int = Field(8, ge=1)

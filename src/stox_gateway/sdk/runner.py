@@ -24,7 +24,7 @@ async def noop_handler(_ctx: StepContext) -> dict[str, Any]:
 
 async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) -> None:
     handler: StepHandler
-    if noop:
+    if noop or settings.workers.noop:
         handler = noop_handler
     else:
         from stox_gateway.services.registry import reference_handlers
