@@ -155,12 +155,12 @@ class Runtime:
         log.info("gateway.stopped", replica_id=replica_id)
 
     async def _start_embedded_workers(self, stack: contextlib.AsyncExitStack) -> None:
-        from stox_gateway.sdk.runner import noop_handler
+        from stox_gateway.sdk.runner import noop_handler_for
 
         settings = self.settings
         handlers: Mapping[str, StepHandler]
         if settings.workers.noop:
-            handlers = dict.fromkeys(self.engine.definitions.step_types, noop_handler)
+            handlers = dict.fromkeys(self.engine.definitions.step_types, noop_handler_for(settings))
         else:
             from stox_gateway.services.registry import reference_handlers
 

@@ -218,3 +218,46 @@ async def test_workflows_complete_across_a_broker_restart(
         for workflow_id in before + during + after:
             await wait_status(http, workflow_id, "completed", timeout=90)
         assert (await http.get("/health")).status_code == 200
+
+
+async def test_a_worker_process_finishes_the_step_in_hand_on_sigterm(
+    serviceless_gateway: RunningGateway, tmp_path: Path
+) -> None:
+    from tests.support import Process
+
+    settings = serviceless_gateway.runtime.settings
+    worker = Process(
+        ["worker", "image_processing", "--noop"],
+        {
+            "STOX_EVENT_BUS": "rabbitmq",
+            "STOX_RABBITMQ__URL": RABBITMQ_URL,
+            "STOX_RABBITMQ__EXCHANGE": settings.rabbitmq.exchange,
+            "STOX_RABBITMQ__QUEUE_PREFIX": settings.rabbitmq.queue_prefix,
+            "STOX_WORKERS__NOOP_DELAY": "1500ms",
+        },
+        tmp_path / "worker.log",
+    )
+    try:
+        async with httpx.AsyncClient(base_url=serviceless_gateway.url) as http:
+            answer = await http.post("/api/v1/workflow/upload", json={"name": "Slow"})
+            workflow_id = answer.json()["workflow_id"]
+            async with asyncio.timeout(30):
+                while "worker.started" not in worker.log():
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # the step is in hand: it takes 1.5 s
+            worker.popen.terminate()
+            workflow = await wait_status(http, workflow_id, "processing")
+            async with asyncio.timeout(20):
+                while workflow["steps"][0]["status"] != "completed":
+                    await asyncio.sleep(0.1)
+                    workflow = (
+                        await http.get(
+                            "/api/v1/workflow/status", params={"workflow_id": workflow_id}
+                        )
+                    ).json()
+        await asyncio.to_thread(worker.popen.wait, 20)
+        assert worker.popen.returncode == 0, worker.log()[-2000:]
+        assert "worker.stopped" in worker.log()
+        assert workflow["steps"][0]["attempts"] == 1
+    finally:
+        worker.terminate()

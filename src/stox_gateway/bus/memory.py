@@ -72,14 +72,21 @@ class _Consumer:
             self._bus._maybe_idle()
 
     async def cancel(self) -> None:
+        """Stop taking messages, let the handlers in hand finish (ack or requeue), then go."""
         self._loop_task.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(self._loop_task, *self._tasks, return_exceptions=True)
+        await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self in self._queue.consumers:
             self._queue.consumers.remove(self)
         if self._queue.spec.exclusive and not self._queue.consumers:
             self._bus._queues.pop(self._queue.spec.name, None)
+
+    def abort(self) -> None:
+        """Stop at once: handlers in hand are cancelled and their messages requeued."""
+        self._loop_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
 
 
 class MemoryBus:
@@ -100,6 +107,7 @@ class MemoryBus:
         self._closed = True
         for queue in list(self._queues.values()):
             for consumer in list(queue.consumers):
+                consumer.abort()
                 await consumer.cancel()
 
     async def check(self) -> None:

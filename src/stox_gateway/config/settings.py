@@ -85,6 +85,7 @@ class WorkflowSettings(BaseModel):
 class WorkersSettings(BaseModel):
     embedded: bool = True
     noop: bool = Field(False, description="services answer every step at once with {} (load tests)")
+    noop_delay: Duration = Field(timedelta(0), description="a no-op service's pretend work time")
     report_via: Literal["bus", "http"] = "bus"
     gateway_url: str = "http://localhost:8080"
     concurrency: int = Field(8, ge=1)

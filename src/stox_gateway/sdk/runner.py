@@ -22,10 +22,23 @@ async def noop_handler(_ctx: StepContext) -> dict[str, Any]:
     return {}
 
 
+def noop_handler_for(settings: Settings) -> StepHandler:
+    """The no-op service, taking `workers.noop_delay` per step when one is set."""
+    delay = settings.workers.noop_delay.total_seconds()
+    if delay <= 0:
+        return noop_handler
+
+    async def slow_noop(_ctx: StepContext) -> dict[str, Any]:
+        await asyncio.sleep(delay)
+        return {}
+
+    return slow_noop
+
+
 async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) -> None:
     handler: StepHandler
     if noop or settings.workers.noop:
-        handler = noop_handler
+        handler = noop_handler_for(settings)
     else:
         from stox_gateway.services.registry import reference_handlers
 

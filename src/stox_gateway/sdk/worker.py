@@ -60,9 +60,6 @@ class Worker:
         )
         self._effects = _EffectsLog(effects_log) if effects_log else None
         self._subscription: Subscription | None = None
-        self._in_hand = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.handled = 0
 
     @property
@@ -74,15 +71,14 @@ class Worker:
         log.info("worker.started", step_type=self.step_type, queue=self._queue.name)
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop taking messages; let the ones in hand finish, report and ack (up to `grace`)."""
+        """Stop taking messages; the ones in hand finish, report and ack (up to `grace`)."""
         if self._subscription is None:
             return
+        subscription, self._subscription = self._subscription, None
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            await asyncio.wait_for(subscription.cancel(), grace)
         except TimeoutError:
             log.warning("worker.stop_grace_exceeded", step_type=self.step_type)
-        await self._subscription.cancel()
-        self._subscription = None
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         try:
@@ -98,8 +94,6 @@ class Worker:
             product=dict(envelope.data.get("product") or {}),
             results=dict(envelope.data.get("results") or {}),
         )
-        self._in_hand += 1
-        self._idle.clear()
         token = bind_step(ctx)
         bound = structlog.contextvars.bind_contextvars(
             workflow_id=ctx.workflow_id, correlation_id=ctx.correlation_id
@@ -113,9 +107,6 @@ class Worker:
         finally:
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
-            self._in_hand -= 1
-            if self._in_hand == 0:
-                self._idle.set()
 
     async def _run(self, ctx: StepContext) -> StepCompletedRequest:
         base = {
