@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from stox_gateway.bus.memory import MemoryBus
-from stox_gateway.config.settings import Settings
-from stox_gateway.config.settings import LoggingSettings
+from stox_gateway.config.settings import LoggingSettings, Settings
 from stox_gateway.observability.logging import configure_logging
 from tests.support import RunningGateway, make_settings, running_gateway
 

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from stox_gateway import codec
 from stox_gateway.hub import Hub, Subscriber
-from tests.api.test_workflow_routes import PRODUCT, complete, status, upload
+from tests.api.test_workflow_routes import complete, status, upload
 from tests.support import RunningGateway, make_settings, receive_until, running_gateway
 
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from stox_gateway import codec
-from stox_gateway.config.settings import Settings
 from stox_gateway.bus.rabbitmq import RabbitMQBus
+from stox_gateway.config.settings import Settings
 from stox_gateway.sdk.reporters import BusReporter
 from stox_gateway.sdk.runner import noop_handler
 from stox_gateway.sdk.worker import Worker

@@ -84,10 +84,10 @@ async def test_racing_completions_of_one_step_apply_once(any_store: SqlStore) ->
 async def test_list_is_newest_first_with_filters(any_store: SqlStore) -> None:
     t0 = datetime.now(UTC)
     ids = [(await create(any_store, f"P{i}", t0 + timedelta(seconds=i))).id for i in range(3)]
-    assert [w.id for w in await any_store.list()] == ids[::-1]
-    assert [w.id for w in await any_store.list(limit=1, offset=1)] == [ids[1]]
-    assert await any_store.list(status=WorkflowStatus.COMPLETED) == []
-    assert len(await any_store.list(status=WorkflowStatus.PROCESSING)) == 3
+    assert [w.id for w in await any_store.list_workflows()] == ids[::-1]
+    assert [w.id for w in await any_store.list_workflows(limit=1, offset=1)] == [ids[1]]
+    assert await any_store.list_workflows(status=WorkflowStatus.COMPLETED) == []
+    assert len(await any_store.list_workflows(status=WorkflowStatus.PROCESSING)) == 3
 
 
 async def test_due_steps_are_the_running_ones_past_their_deadline(any_store: SqlStore) -> None:

@@ -28,5 +28,6 @@ def require_json(request: Request) -> None:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"send the body as JSON with Content-Type: application/json (got {media or 'no Content-Type'!r})",
+            "send the body as JSON with Content-Type: application/json "
+            f"(got {media or 'no Content-Type'!r})",
         )

@@ -10,9 +10,9 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from stox_gateway.api.responses import JsonResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stox_gateway.api.responses import JsonResponse
 from stox_gateway.bus.port import BusError
 from stox_gateway.engine import errors
 
@@ -110,7 +110,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JsonResponse:

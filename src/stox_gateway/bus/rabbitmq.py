@@ -264,8 +264,10 @@ class _Consumer:
 
     async def _handle(self, incoming: AbstractIncomingMessage) -> None:
         try:
-            count = int(incoming.headers.get(DELIVERIES_HEADER, 1) or 1)
-            count = max(count, int(incoming.headers.get("x-delivery-count", 0) or 0) + 1)
+            count = max(
+                _int_header(incoming, DELIVERIES_HEADER, 1),
+                _int_header(incoming, "x-delivery-count", 0) + 1,  # quorum queues count too
+            )
             try:
                 await self._handler(Delivery(_to_message(incoming), count))
             except Reject as exc:
@@ -305,6 +307,11 @@ class _Consumer:
         with contextlib.suppress(Exception):
             await self._channel.close()
         self._bus._forget(self)
+
+
+def _int_header(incoming: AbstractIncomingMessage, name: str, default: int) -> int:
+    value = (incoming.headers or {}).get(name)
+    return value if isinstance(value, int) else default
 
 
 def _to_message(incoming: AbstractIncomingMessage) -> Message:

@@ -56,7 +56,7 @@ class ExponentialBackoff:
             self.cap.total_seconds(), self.base.total_seconds() * 2 ** (failed_attempt - 1)
         )
         draw = (self.rng or random).random()
-        return ceiling * (0.5 + draw / 2)
+        return float(ceiling * (0.5 + draw / 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ class WorkflowEngine:
             raise WorkflowNotFound(workflow_id)
         return workflow
 
-    async def list(
+    async def list_workflows(
         self,
         *,
         status: WorkflowStatus | None = None,
@@ -147,7 +147,9 @@ class WorkflowEngine:
         limit: int = 50,
         offset: int = 0,
     ) -> list[Workflow]:
-        return await self._store.list(status=status, owner=owner, limit=limit, offset=offset)
+        return await self._store.list_workflows(
+            status=status, owner=owner, limit=limit, offset=offset
+        )
 
     async def updates(self, workflow_id: str, *, after_seq: int = 0, **kw: Any) -> list[Update]:
         return await self._store.updates(workflow_id, after_seq=after_seq, **kw)
@@ -184,5 +186,5 @@ _MILESTONES = frozenset(
 
 def _log_fields(update: Update) -> dict[str, Any]:
     data = update.data
-    fields = {k: data[k] for k in ("step_type", "attempt", "error") if k in data}
+    fields: dict[str, Any] = {k: data[k] for k in ("step_type", "attempt", "error") if k in data}
     return fields

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
 import structlog
 
 from stox_gateway import codec
@@ -162,7 +164,7 @@ class Hub:
 
 
 def heartbeat_frame() -> Frame:
-    message = {
+    message: dict[str, Any] = {
         "type": "heartbeat",
         "workflow_id": None,
         "seq": 0,

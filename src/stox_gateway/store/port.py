@@ -58,7 +58,7 @@ class WorkflowStore(Protocol):
 
     async def get(self, workflow_id: str) -> Workflow | None: ...
 
-    async def list(
+    async def list_workflows(
         self,
         *,
         status: WorkflowStatus | None = None,

@@ -34,8 +34,8 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
-from stox_gateway.store.port import DueStep, OutboxRow
 from stox_gateway.store import migrate
+from stox_gateway.store.port import DueStep, OutboxRow
 from stox_gateway.store.tables import outbox, steps, workflow_events, workflows
 from stox_gateway.wire import OutgoingMessage, outgoing_messages
 
@@ -231,7 +231,7 @@ class SqlStore:
         async with self._reading() as conn:
             return await self._load(conn, workflow_id)
 
-    async def list(
+    async def list_workflows(
         self,
         *,
         status: WorkflowStatus | None = None,

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from stox_gateway.api.responses import JsonResponse
 
 from stox_gateway import __version__
+from stox_gateway.api.responses import JsonResponse
 
 router = APIRouter(tags=["health"])
 

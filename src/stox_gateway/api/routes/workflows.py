@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
-from stox_gateway.api.responses import JsonResponse
 
 from stox_gateway.api.deps import correlation_id, get_runtime, require_json
 from stox_gateway.api.errors import ApiError
+from stox_gateway.api.responses import JsonResponse
 from stox_gateway.engine.models import WorkflowStatus
 from stox_gateway.runtime import Runtime, completion_from_request
 from stox_gateway.schemas import (
@@ -87,5 +87,5 @@ async def list_workflows(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JsonResponse:
     """Workflows, newest first, optionally of one status."""
-    workflows = await rt.engine.list(status=status, limit=limit, offset=offset)
+    workflows = await rt.engine.list_workflows(status=status, limit=limit, offset=offset)
     return JsonResponse([workflow_to_wire(w) for w in workflows])

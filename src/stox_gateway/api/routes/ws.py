@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -84,14 +86,14 @@ async def _first_frames(runtime: Runtime, subscriber: Subscriber, since: int | N
         subscriber.floors[workflow_id] = workflow.seq
         snapshot = workflow_to_wire(workflow)
         return [_snapshot(workflow_id, workflow.seq, now, snapshot)]
-    workflows = await runtime.engine.list(limit=SNAPSHOT_LIMIT)
+    workflows = await runtime.engine.list_workflows(limit=SNAPSHOT_LIMIT)
     for workflow in workflows:
         subscriber.floors[workflow.id] = workflow.seq
     data = {"workflows": [workflow_to_wire(w) for w in workflows]}
     return [_snapshot(None, 0, now, data)]
 
 
-def _snapshot(workflow_id: str | None, seq: int, now: datetime, data: dict[str, object]) -> bytes:
+def _snapshot(workflow_id: str | None, seq: int, now: datetime, data: Mapping[str, Any]) -> bytes:
     return codec.dumps(
         {"type": "snapshot", "workflow_id": workflow_id, "seq": seq, "timestamp": now, "data": data}
     )
