@@ -55,6 +55,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'stox.db'}"},
         "media": {"root": str(REPO / "media")},
         "logging": {"level": "WARNING"},
+        "grpc": {"port": 0},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -195,7 +196,12 @@ def start_gateway(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[Proce
     port = free_port()
     process = Process(
         ["serve"],
-        {"STOX_SERVER__PORT": str(port), "STOX_SERVER__HOST": "127.0.0.1", **env},
+        {
+            "STOX_SERVER__PORT": str(port),
+            "STOX_SERVER__HOST": "127.0.0.1",
+            "STOX_GRPC__PORT": "0",
+            **env,
+        },
         tmp_path / f"{name}.log",
     )
     url = f"http://127.0.0.1:{port}"

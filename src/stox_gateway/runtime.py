@@ -16,18 +16,23 @@ import structlog
 from pydantic import ValidationError
 
 from stox_gateway import codec
+from stox_gateway.auth.errors import Unauthenticated
+from stox_gateway.auth.guard import Guard
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
 from stox_gateway.engine.errors import CompletionRejected, WorkflowNotFound
 from stox_gateway.engine.models import Completion
 from stox_gateway.engine.service import ExponentialBackoff, WorkflowEngine
 from stox_gateway.engine.sweeper import DeadlineSweeper
+from stox_gateway.grpc.auth_client import AuthClient
+from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
-from stox_gateway.sdk.reporters import BusReporter, HttpReporter, Reporter
+from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
 from stox_gateway.store.sql import SqlStore
 from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
@@ -58,12 +63,16 @@ class Runtime:
     relay: OutboxRelay
     sweeper: DeadlineSweeper
     replica_id: str
+    guard: Guard
+    auth_client: AuthClient | None = None
+    grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> AsyncIterator[Runtime]:
         """Start a gateway's parts; `bus` lets tests share one in-memory broker between several."""
+        settings = enforce(settings)
         replica_id = settings.replica_id or uuid.uuid4().hex[:12]
         prefix = settings.rabbitmq.queue_prefix
         async with contextlib.AsyncExitStack() as stack:
@@ -110,7 +119,9 @@ class Runtime:
             sweeper = DeadlineSweeper(
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
-            runtime = cls(settings, store, bus, engine, hub, relay, sweeper, replica_id)
+            runtime = cls(
+                settings, store, bus, engine, hub, relay, sweeper, replica_id, Guard(settings.auth)
+            )
 
             updates = await bus.consume(
                 QueueSpec(
@@ -141,6 +152,10 @@ class Runtime:
             await sweeper.start()
             stack.push_async_callback(sweeper.stop)
 
+            runtime.grpc_port = await stack.enter_async_context(
+                workflow_server(runtime, settings.grpc.host, settings.grpc.port)
+            )
+            await runtime._connect_auth(stack)
             if settings.workers.embedded:
                 await runtime._start_embedded_workers(stack)
             log.info(
@@ -154,6 +169,22 @@ class Runtime:
             log.info("gateway.stopping", replica_id=replica_id)
         log.info("gateway.stopped", replica_id=replica_id)
 
+    async def _connect_auth(self, stack: contextlib.AsyncExitStack) -> None:
+        """The AuthService client; in the embedded default the reference service runs here."""
+        settings = self.settings
+        if settings.auth.embedded:
+            from stox_gateway.auth.server import auth_server
+
+            port = await stack.enter_async_context(
+                auth_server(settings, host="127.0.0.1", port=0, engine=self.store.engine)
+            )
+            target = f"127.0.0.1:{port}"
+        else:
+            target = f"{settings.services.auth.host}:{settings.services.auth.port}"
+        client = AuthClient(target, timeout=settings.auth.request_timeout.total_seconds())
+        stack.push_async_callback(client.close)
+        self.auth_client = client
+
     async def _start_embedded_workers(self, stack: contextlib.AsyncExitStack) -> None:
         from stox_gateway.sdk.runner import noop_handler_for
 
@@ -165,13 +196,8 @@ class Runtime:
             from stox_gateway.services.registry import reference_handlers
 
             handlers = reference_handlers(settings)
-        reporter: Reporter
-        if settings.workers.report_via == "http":
-            http = HttpReporter(settings.workers.gateway_url)
-            stack.push_async_callback(http.close)
-            reporter = http
-        else:
-            reporter = BusReporter(self.bus)
+        reporter = make_reporter(settings, self.bus, grpc_target=f"127.0.0.1:{self.grpc_port}")
+        stack.push_async_callback(reporter.close)
         for step_type, handler in sorted(handlers.items()):
             worker = Worker(
                 step_type,
@@ -192,6 +218,10 @@ class Runtime:
 
     async def _on_completion(self, delivery: Delivery) -> None:
         """A completion over AMQP: acked only after the engine committed it (or refused it)."""
+        try:
+            self.guard.check_service(delivery.message.headers.get("x-service-token"))
+        except Unauthenticated as exc:
+            raise Reject(f"refused: {exc}") from exc
         try:
             request = CompletionEnvelope.model_validate(codec.loads(delivery.message.body))
         except (ValidationError, ValueError) as exc:

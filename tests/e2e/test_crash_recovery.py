@@ -21,6 +21,7 @@ def gateway(tmp_path: Path, name: str, port: int, **env: str) -> Process:
         {
             "STOX_SERVER__PORT": str(port),
             "STOX_SERVER__HOST": "127.0.0.1",
+            "STOX_GRPC__PORT": "0",
             "STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'stox.db'}",
             "STOX_WORKERS__NOOP": "true",
             **env,

@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from stox_gateway import __version__
 from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
-from stox_gateway.api.routes import health, workflows, ws
+from stox_gateway.api.routes import auth, health, workflows, ws
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings
 from stox_gateway.runtime import Runtime
@@ -45,6 +45,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.state.runtime = None
     install_error_handlers(app)
     app.include_router(workflows.router)
+    app.include_router(auth.router)
     app.include_router(health.router)
     app.include_router(ws.router)
 

@@ -6,6 +6,7 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from stox_gateway.api.errors import ApiError
+from stox_gateway.auth.guard import Caller, bearer
 from stox_gateway.runtime import Runtime
 
 
@@ -14,6 +15,20 @@ def get_runtime(connection: HTTPConnection) -> Runtime:
     if runtime is None:
         raise ApiError(503, "starting", "the gateway is starting or stopping")
     return runtime
+
+
+def caller(connection: HTTPConnection) -> Caller:
+    """The caller, from `Authorization: Bearer …` (or `?token=` on a WebSocket)."""
+    runtime = get_runtime(connection)
+    token = bearer(connection.headers.get("authorization"))
+    if token is None and connection.scope["type"] == "websocket":
+        token = connection.query_params.get("token")
+    return runtime.guard.caller(token)
+
+
+def service_caller(request: Request) -> None:
+    """A service reporting a step: the service token, when one is configured."""
+    get_runtime(request).guard.check_service(request.headers.get("x-service-token"))
 
 
 def correlation_id(request: Request) -> str:

@@ -13,8 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stox_gateway.api.responses import JsonResponse
+from stox_gateway.auth import errors as auth_errors
+from stox_gateway.auth.errors import AuthError
 from stox_gateway.bus.port import BusError
 from stox_gateway.engine import errors
+from stox_gateway.grpc.auth_client import AuthServiceError
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +27,13 @@ STATUS: dict[type[Exception], int] = {
     errors.UnknownWorkflowType: 422,
     errors.Unavailable: 503,
     BusError: 503,
+}
+
+AUTH_STATUS: dict[type[AuthError], int] = {
+    auth_errors.InvalidArgument: 400,
+    auth_errors.Unauthenticated: 401,
+    auth_errors.NotFound: 404,
+    auth_errors.AlreadyExists: 409,
 }
 
 _HTTP_CODES = {
@@ -102,6 +112,17 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         headers = {"Retry-After": "5"} if status == 503 else None
         return error_response(status, exc.code, str(exc), headers=headers)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError) -> JsonResponse:
+        status = AUTH_STATUS.get(type(exc), 400)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return error_response(status, exc.code, str(exc), headers=headers)
+
+    @app.exception_handler(AuthServiceError)
+    async def auth_service_error(_: Request, exc: AuthServiceError) -> JsonResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(BusError)
     async def bus_error(_: Request, exc: BusError) -> JsonResponse:

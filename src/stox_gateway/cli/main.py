@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from stox_gateway import __version__
+from stox_gateway.config.safety import InsecureSettings, enforce
 from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
 from stox_gateway.engine.definitions import STEP_TYPES
 from stox_gateway.observability.logging import configure_logging
@@ -32,8 +34,12 @@ ConfigOption = Annotated[
 def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
         settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
-    except ConfigFileNotFound as exc:
+        enforce(settings)  # refuse insecure production settings before anything starts
+    except (ConfigFileNotFound, InsecureSettings) as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        typer.echo(f"error: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.logging, settings.server.environment)
     return settings
@@ -95,6 +101,29 @@ def worker(
     from stox_gateway.sdk.runner import run_worker
 
     asyncio.run(run_worker(settings, step, noop=noop))
+
+
+@app.command("auth-service")
+def auth_service(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "0.0.0.0",
+    port: Annotated[int | None, typer.Option(help="overrides services.auth.port")] = None,
+) -> None:
+    """Run the reference AuthService (gRPC) against the configured database."""
+    settings = _settings(config)
+    from stox_gateway.auth.server import auth_server
+
+    async def main() -> None:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with auth_server(settings, host=host, port=port or settings.services.auth.port):
+            await stop.wait()
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -86,8 +86,9 @@ class WorkersSettings(BaseModel):
     embedded: bool = True
     noop: bool = Field(False, description="services answer every step at once with {} (load tests)")
     noop_delay: Duration = Field(timedelta(0), description="a no-op service's pretend work time")
-    report_via: Literal["bus", "http"] = "bus"
+    report_via: Literal["bus", "http", "grpc"] = "bus"
     gateway_url: str = "http://localhost:8080"
+    gateway_grpc: str = "localhost:50052"
     concurrency: int = Field(8, ge=1)
     effects_log: Path | None = Field(
         None, description="append one JSON line per handled step (audits and tests)"
@@ -112,6 +113,25 @@ class LoggingSettings(BaseModel):
 
 class GrpcSettings(BaseModel):
     port: int = Field(50052, ge=0, le=65535)
+    host: str = "0.0.0.0"
+
+
+DEV_JWT_SECRET = "stox-development-secret-change-me"
+
+
+class AuthSettings(BaseModel):
+    """Users and tokens (DESIGN §8). `required` is forced on in production."""
+
+    required: bool = False
+    embedded: bool = True  # start the reference auth service in the gateway process
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    audience: str = "stox-gateway"
+    issuer: str = "stox-auth"
+    access_token_ttl: Duration = timedelta(minutes=15)
+    refresh_token_ttl: Duration = timedelta(days=30)
+    service_token: SecretStr | None = None  # services report completions with it
+    request_timeout: Duration = timedelta(seconds=5)  # deadline of each AuthService call
 
 
 class Settings(BaseSettings):
@@ -135,6 +155,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     logging: LoggingSettings = LoggingSettings()
     grpc: GrpcSettings = GrpcSettings()
+    auth: AuthSettings = AuthSettings()
     replica_id: str = Field("", description="names this replica's update queue; random if empty")
 
     @classmethod

@@ -62,6 +62,12 @@ class Subscriber:
             return False
         return seq > self.floors.get(workflow_id, 0)
 
+    def already_has(self, frame: Frame) -> bool:
+        """Covered by the first frames (snapshot or replay) this subscriber was sent."""
+        if frame.workflow_id is None:
+            return False
+        return frame.seq <= self.floors.get(frame.workflow_id, 0)
+
     def close(self) -> None:
         """End the stream: the connection's writer sees `None` and closes the socket."""
         with contextlib.suppress(asyncio.QueueEmpty):

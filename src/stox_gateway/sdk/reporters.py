@@ -12,6 +12,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from stox_gateway import codec
 from stox_gateway.bus.port import Bus, Message
+from stox_gateway.config.settings import Settings
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 
 log = structlog.get_logger(__name__)
@@ -21,12 +22,26 @@ class Reporter(Protocol):
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
         """Deliver the outcome; raise when it was not accepted and may be tried again."""
 
+    async def close(self) -> None: ...
+
+
+def make_reporter(settings: Settings, bus: Bus, *, grpc_target: str | None = None) -> Reporter:
+    """The reporter `workers.report_via` names, with the service token when one is set."""
+    token = settings.auth.service_token.get_secret_value() if settings.auth.service_token else None
+    via = settings.workers.report_via
+    if via == "http":
+        return HttpReporter(settings.workers.gateway_url, service_token=token)
+    if via == "grpc":
+        return GrpcReporter(grpc_target or settings.workers.gateway_grpc, service_token=token)
+    return BusReporter(bus, service_token=token)
+
 
 class BusReporter:
     """Publishes `step.completed` (DESIGN §5); the gateway acks it only after its commit."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, *, service_token: str | None = None) -> None:
         self._bus = bus
+        self._headers = {"x-service-token": service_token} if service_token else {}
 
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
         envelope = CompletionEnvelope(
@@ -41,8 +56,12 @@ class BusReporter:
                 body=codec.dumps(envelope.model_dump(mode="json")),
                 message_id=envelope.event_id or "",
                 correlation_id=correlation_id,
+                headers=self._headers,
             )
         )
+
+    async def close(self) -> None:
+        """The bus belongs to whoever made it."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -91,3 +110,79 @@ class HttpReporter:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class GrpcReporter:
+    """Calls `WorkflowService.CompleteStep`; retries UNAVAILABLE, treats refusals as final."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        service_token: str | None = None,
+        attempts: int = 5,
+        timeout: float = 10.0,
+    ) -> None:
+        import grpc
+
+        from stox_gateway.grpc.generated.stox.v1 import workflow_pb2_grpc
+
+        self._grpc = grpc
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = workflow_pb2_grpc.WorkflowServiceStub(self._channel)
+        self._metadata = (("x-service-token", service_token),) if service_token else ()
+        self._attempts, self._timeout = attempts, timeout
+
+    async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
+        from stox_gateway.grpc.convert import to_struct
+        from stox_gateway.grpc.generated.stox.v1 import workflow_pb2
+
+        grpc = self._grpc
+        request = workflow_pb2.CompleteStepRequest(
+            workflow_id=completion.workflow_id,
+            step_id=completion.step_id,
+            step_type=completion.step_type,
+            success=completion.success,
+            result=to_struct(completion.result),
+            error=completion.error or "",
+            retryable=completion.retryable,
+        )
+        if completion.attempt is not None:
+            request.attempt = completion.attempt
+        metadata = self._metadata + (
+            (("x-correlation-id", correlation_id),) if correlation_id else ()
+        )
+
+        def transient(exc: BaseException) -> bool:
+            return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception(transient),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    await self._stub.CompleteStep(request, timeout=self._timeout, metadata=metadata)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in (
+                        grpc.StatusCode.NOT_FOUND,
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                    ):
+                        log.warning(
+                            "worker.report_refused",
+                            status=exc.code().name,
+                            detail=exc.details(),
+                            workflow_id=completion.workflow_id,
+                        )
+                        return
+                    raise
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -11,7 +11,7 @@ import structlog
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.config.settings import Settings
 from stox_gateway.sdk.context import StepContext
-from stox_gateway.sdk.reporters import BusReporter, HttpReporter, Reporter
+from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker
 
 log = structlog.get_logger(__name__)
@@ -45,12 +45,7 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
         handler = reference_handlers(settings)[step_type]
     bus = make_bus(settings)
     await bus.start()
-    reporter: Reporter
-    http: HttpReporter | None = None
-    if settings.workers.report_via == "http":
-        reporter = http = HttpReporter(settings.workers.gateway_url)
-    else:
-        reporter = BusReporter(bus)
+    reporter = make_reporter(settings, bus)
     worker = Worker(
         step_type,
         handler,
@@ -71,7 +66,6 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
         log.info("worker.stopping", step_type=step_type)
         await worker.stop(grace=settings.server.shutdown_timeout.total_seconds())
     finally:
-        if http is not None:
-            await http.close()
+        await reporter.close()
         await bus.close()
     log.info("worker.stopped", step_type=step_type, handled=worker.handled)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stox_gateway.services.ai import ai_enhancement
-from stox_gateway.services.seo import seo_generation
-
 from stox_gateway.config.settings import Settings
 from stox_gateway.sdk.worker import StepHandler
+from stox_gateway.services.ai import ai_enhancement
 from stox_gateway.services.image import ImageProcessor
+from stox_gateway.services.seo import seo_generation
 
 
 def reference_handlers(settings: Settings) -> Mapping[str, StepHandler]:

@@ -7,9 +7,17 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
 
-from stox_gateway.api.deps import correlation_id, get_runtime, require_json
+from stox_gateway.api.deps import (
+    caller,
+    correlation_id,
+    get_runtime,
+    require_json,
+    service_caller,
+)
 from stox_gateway.api.errors import ApiError
 from stox_gateway.api.responses import JsonResponse
+from stox_gateway.auth.guard import Caller
+from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.engine.models import WorkflowStatus
 from stox_gateway.runtime import Runtime, completion_from_request
 from stox_gateway.schemas import (
@@ -27,8 +35,9 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+CallerDep = Annotated[Caller, Depends(caller)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 429, 503)
 }
 
 
@@ -39,10 +48,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_ERRORS,
     dependencies=[Depends(require_json)],
 )
-async def upload(product: ProductUploadRequest, request: Request, rt: RuntimeDep) -> JsonResponse:
+async def upload(
+    product: ProductUploadRequest, request: Request, rt: RuntimeDep, who: CallerDep
+) -> JsonResponse:
     """Start a `product_upload` workflow; its progress is pushed on `/ws`."""
     workflow = await rt.engine.create(
-        product.model_dump(mode="json"), correlation_id=correlation_id(request) or None
+        product.model_dump(mode="json"),
+        correlation_id=correlation_id(request) or None,
+        owner=who.user_id,
     )
     log.info("workflow.accepted", workflow_id=workflow.id, correlation_id=workflow.correlation_id)
     return JsonResponse(
@@ -55,12 +68,15 @@ async def upload(product: ProductUploadRequest, request: Request, rt: RuntimeDep
 @router.get("/status", response_model=WorkflowView, responses=_ERRORS)
 async def status(
     rt: RuntimeDep,
+    who: CallerDep,
     workflow_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> JsonResponse:
-    """One workflow as it stands."""
+    """One workflow as it stands (another user's is `404`, as if it did not exist)."""
     if not workflow_id:
         raise ApiError(400, "missing_parameter", "the query parameter workflow_id is required")
     workflow = await rt.engine.get(workflow_id)
+    if not rt.guard.may_see(who, workflow.owner):
+        raise WorkflowNotFound(workflow_id)
     return JsonResponse(workflow_to_wire(workflow))
 
 
@@ -68,7 +84,7 @@ async def status(
     "/step-completed",
     response_model=StepCompletedResponse,
     responses=_ERRORS,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(service_caller)],
 )
 async def step_completed(body: StepCompletedRequest, rt: RuntimeDep) -> StepCompletedResponse:
     """A service reports a step's outcome. A repeat of a recorded outcome is a 200 no-op."""
@@ -82,10 +98,13 @@ async def step_completed(body: StepCompletedRequest, rt: RuntimeDep) -> StepComp
 @router.get("/list", response_model=list[WorkflowView], responses=_ERRORS)
 async def list_workflows(
     rt: RuntimeDep,
+    who: CallerDep,
     status: WorkflowStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JsonResponse:
     """Workflows, newest first, optionally of one status."""
-    workflows = await rt.engine.list_workflows(status=status, limit=limit, offset=offset)
+    workflows = await rt.engine.list_workflows(
+        status=status, owner=rt.guard.owner_filter(who), limit=limit, offset=offset
+    )
     return JsonResponse([workflow_to_wire(w) for w in workflows])

@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from stox_gateway import codec
-from stox_gateway.api.deps import get_runtime
+from stox_gateway.api.deps import caller, get_runtime
 from stox_gateway.api.errors import error_response
+from stox_gateway.auth.errors import Unauthenticated
 from stox_gateway.engine.errors import WorkflowNotFound
-from stox_gateway.hub import Frame, Subscriber
+from stox_gateway.hub import Subscriber
+from stox_gateway.hub.feed import first_frames
 from stox_gateway.hub.hub import CLOSE_TOO_SLOW
-from stox_gateway.runtime import Runtime
-from stox_gateway.wire import update_to_wire, workflow_to_wire
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
 
-SNAPSHOT_LIMIT = 100
 CLOSE_GOING_AWAY = 1001
 
 
@@ -45,9 +40,33 @@ async def deny(websocket: WebSocket, status: int, code: str, message: str) -> No
         await websocket.close(code=4000 + status, reason=message[:120])
 
 
+def origin_allowed(websocket: WebSocket, allowed: list[str], development: bool) -> bool:
+    """Browsers send Origin; other clients may not. An allow list is enforced when set, and
+    outside development an empty list admits no browser origin at all."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if allowed:
+        return origin in allowed
+    return development
+
+
 @router.websocket("/ws")
 async def workflow_updates(websocket: WebSocket) -> None:
     runtime = get_runtime(websocket)
+    settings = runtime.settings
+    if not origin_allowed(
+        websocket,
+        settings.websocket.allowed_origins,
+        settings.server.environment == "development",
+    ):
+        await deny(websocket, 403, "origin_not_allowed", "this Origin may not open the WebSocket")
+        return
+    try:
+        who = caller(websocket)  # before accepting: no token, no connection
+    except Unauthenticated as exc:
+        await deny(websocket, 401, exc.code, str(exc))
+        return
     workflow_id = websocket.query_params.get("workflow_id") or None
     since_text = websocket.query_params.get("since")
     since: int | None = None
@@ -58,45 +77,26 @@ async def workflow_updates(websocket: WebSocket) -> None:
         since = int(since_text)
     if workflow_id is not None:
         try:
-            await runtime.engine.get(workflow_id)
+            workflow = await runtime.engine.get(workflow_id)
+            if not runtime.guard.may_see(who, workflow.owner):
+                raise WorkflowNotFound(workflow_id)
         except WorkflowNotFound as exc:
             await deny(websocket, 404, exc.code, str(exc))
             return
 
     await websocket.accept()
-    subscriber = Subscriber(workflow_id, queue_size=runtime.settings.websocket.client_queue_size)
+    subscriber = Subscriber(
+        workflow_id,
+        owner=runtime.guard.owner_filter(who),
+        queue_size=settings.websocket.client_queue_size,
+    )
     runtime.hub.subscribe(subscriber)  # before reading the state, so nothing falls in between
     try:
-        for frame in await _first_frames(runtime, subscriber, since):
+        for frame in await first_frames(runtime.engine, subscriber, since):
             await websocket.send_text(frame.decode())  # text frames: browsers JSON.parse them
         await _pump(websocket, subscriber)
     finally:
         runtime.hub.unsubscribe(subscriber)
-
-
-async def _first_frames(runtime: Runtime, subscriber: Subscriber, since: int | None) -> list[bytes]:
-    now = datetime.now(UTC)
-    workflow_id = subscriber.workflow_id
-    if workflow_id is not None and since is not None:
-        missed = await runtime.engine.updates(workflow_id, after_seq=since)
-        subscriber.floors[workflow_id] = missed[-1].seq if missed else since
-        return [codec.dumps(update_to_wire(u)) for u in missed]
-    if workflow_id is not None:
-        workflow = await runtime.engine.get(workflow_id)
-        subscriber.floors[workflow_id] = workflow.seq
-        snapshot = workflow_to_wire(workflow)
-        return [_snapshot(workflow_id, workflow.seq, now, snapshot)]
-    workflows = await runtime.engine.list_workflows(limit=SNAPSHOT_LIMIT)
-    for workflow in workflows:
-        subscriber.floors[workflow.id] = workflow.seq
-    data = {"workflows": [workflow_to_wire(w) for w in workflows]}
-    return [_snapshot(None, 0, now, data)]
-
-
-def _snapshot(workflow_id: str | None, seq: int, now: datetime, data: Mapping[str, Any]) -> bytes:
-    return codec.dumps(
-        {"type": "snapshot", "workflow_id": workflow_id, "seq": seq, "timestamp": now, "data": data}
-    )
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
@@ -116,7 +116,7 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
                 with contextlib.suppress(Exception):
                     await websocket.close(code=code)
                 return
-            if _already_sent(subscriber, frame):
+            if subscriber.already_has(frame):
                 continue
             await websocket.send_text(frame.data.decode())
 
@@ -128,9 +128,3 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
         for task in (reader, writer):
             task.cancel()
         await asyncio.gather(reader, writer, return_exceptions=True)
-
-
-def _already_sent(subscriber: Subscriber, frame: Frame) -> bool:
-    if frame.workflow_id is None:
-        return False
-    return frame.seq <= subscriber.floors.get(frame.workflow_id, 0)

@@ -1,0 +1,57 @@
+"""DESIGN §7: in `environment: production` the gateway refuses insecure settings."""
+
+from __future__ import annotations
+
+from stox_gateway.config.settings import DEV_JWT_SECRET, Settings
+
+
+class InsecureSettings(ValueError):
+    """The settings are not safe for production; the message says what to change."""
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What must change before this configuration may run in production (empty: nothing)."""
+    problems: list[str] = []
+    secret = settings.auth.jwt_secret.get_secret_value()
+    if secret == DEV_JWT_SECRET or len(secret) < 32:
+        problems.append(
+            "auth.jwt_secret is the default or shorter than 32 characters: set "
+            "STOX_AUTH__JWT_SECRET to a long random value (e.g. `openssl rand -hex 32`)"
+        )
+    if (
+        settings.auth.service_token is None
+        or len(settings.auth.service_token.get_secret_value()) < 16
+    ):
+        problems.append(
+            "auth.service_token is unset or shorter than 16 characters: services must "
+            "authenticate their reports (STOX_AUTH__SERVICE_TOKEN)"
+        )
+    if settings.event_bus == "memory":
+        problems.append(
+            "event_bus is the in-memory bus, which loses messages on restart and cannot be "
+            "shared by replicas: set event_bus: rabbitmq (STOX_EVENT_BUS=rabbitmq)"
+        )
+    if settings.database.url.get_secret_value().startswith("sqlite"):
+        problems.append(
+            "database.url is SQLite, which one process only can use: set a "
+            "postgresql+asyncpg:// URL (STOX_DATABASE__URL)"
+        )
+    if "*" in settings.server.cors_origins or "*" in settings.websocket.allowed_origins:
+        problems.append("server.cors_origins / websocket.allowed_origins must not contain '*'")
+    return problems
+
+
+def enforce(settings: Settings) -> Settings:
+    """Production: refuse insecure settings and force auth on. Other environments: as given."""
+    if settings.auth.required and settings.auth.service_token is None:
+        raise InsecureSettings(
+            "auth.required is on but auth.service_token is unset: services could report steps "
+            "without credentials. Set STOX_AUTH__SERVICE_TOKEN."
+        )
+    if not settings.is_production:
+        return settings
+    problems = production_problems(settings)
+    if problems:
+        raise InsecureSettings("refusing to start in production:\n  - " + "\n  - ".join(problems))
+    auth = settings.auth.model_copy(update={"required": True})
+    return settings.model_copy(update={"auth": auth})

@@ -1,0 +1,116 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CompleteStepRequest(_message.Message):
+    __slots__ = ("workflow_id", "step_id", "step_type", "success", "result", "error", "attempt", "retryable")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step_id: str
+    step_type: str
+    success: bool
+    result: _struct_pb2.Struct
+    error: str
+    attempt: int
+    retryable: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., success: _Optional[bool] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., retryable: _Optional[bool] = ...) -> None: ...
+
+class CompleteStepResponse(_message.Message):
+    __slots__ = ("success", "message", "applied")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    message: str
+    applied: bool
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., applied: _Optional[bool] = ...) -> None: ...
+
+class GetWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id",)
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+
+class WatchWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "since")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    since: int
+    def __init__(self, workflow_id: _Optional[str] = ..., since: _Optional[int] = ...) -> None: ...
+
+class Step(_message.Message):
+    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: str
+    status: str
+    attempts: int
+    max_attempts: int
+    started_at: str
+    completed_at: str
+    result: _struct_pb2.Struct
+    error: str
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class Workflow(_message.Message):
+    __slots__ = ("id", "type", "status", "product", "current_step", "steps", "created_at", "updated_at", "completed_at", "error", "correlation_id", "seq")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: str
+    status: str
+    product: _struct_pb2.Struct
+    current_step: str
+    steps: _containers.RepeatedCompositeFieldContainer[Step]
+    created_at: str
+    updated_at: str
+    completed_at: str
+    error: str
+    correlation_id: str
+    seq: int
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., product: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., current_step: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., error: _Optional[str] = ..., correlation_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class Update(_message.Message):
+    __slots__ = ("type", "workflow_id", "seq", "timestamp", "data")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    workflow_id: str
+    seq: int
+    timestamp: str
+    data: _struct_pb2.Struct
+    def __init__(self, type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,43 @@
+"""What a new subscriber sees first, the same for the WebSocket and `WatchWorkflow`.
+
+Subscribe to the hub *before* reading the state, so nothing committed in between is lost; the
+floors set here make the writer skip what the first frames already cover.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stox_gateway import codec
+from stox_gateway.engine.service import WorkflowEngine
+from stox_gateway.hub.hub import Subscriber
+from stox_gateway.wire import update_to_wire, workflow_to_wire
+
+SNAPSHOT_LIMIT = 100
+
+
+async def first_frames(
+    engine: WorkflowEngine, subscriber: Subscriber, since: int | None
+) -> list[bytes]:
+    now = datetime.now(UTC)
+    workflow_id = subscriber.workflow_id
+    if workflow_id is not None and since is not None:
+        missed = await engine.updates(workflow_id, after_seq=since)
+        subscriber.floors[workflow_id] = missed[-1].seq if missed else since
+        return [codec.dumps(update_to_wire(u)) for u in missed]
+    if workflow_id is not None:
+        workflow = await engine.get(workflow_id)
+        subscriber.floors[workflow_id] = workflow.seq
+        return [_snapshot(workflow_id, workflow.seq, now, workflow_to_wire(workflow))]
+    workflows = await engine.list_workflows(limit=SNAPSHOT_LIMIT, owner=subscriber.owner)
+    for workflow in workflows:
+        subscriber.floors[workflow.id] = workflow.seq
+    data = {"workflows": [workflow_to_wire(w) for w in workflows]}
+    return [_snapshot(None, 0, now, data)]
+
+
+def _snapshot(workflow_id: str | None, seq: int, now: datetime, data: dict[str, Any]) -> bytes:
+    return codec.dumps(
+        {"type": "snapshot", "workflow_id": workflow_id, "seq": seq, "timestamp": now, "data": data}
+    )
