@@ -316,3 +316,66 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
         spec["paths"]
     )
     assert (await client.get("/docs")).status_code == 200
+
+
+# -- cancel and retry ------------------------------------------------------------------------
+
+
+async def test_cancel_stops_a_workflow_and_refuses_late_completions(client: httpx.AsyncClient) -> None:
+    workflow = await status(client, await upload(client))
+    answer = await client.post(f"/api/v1/workflow/{workflow['id']}/cancel")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "cancelled"
+    assert_error(await complete(client, workflow, 0), 409, "workflow_ended")
+    assert_error(await client.post(f"/api/v1/workflow/{workflow['id']}/cancel"), 409)
+    assert_error(await client.post("/api/v1/workflow/unknown-id/cancel"), 404)
+
+
+async def test_retry_resumes_a_failed_workflow(client: httpx.AsyncClient) -> None:
+    workflow_id = await upload(client)
+    await complete(client, await status(client, workflow_id), 0)
+    for _ in range(3):
+        await complete(client, await status(client, workflow_id), 1, success=False, error="down")
+    failed = await status(client, workflow_id)
+    assert failed["status"] == "failed"
+    answer = await client.post(f"/api/v1/workflow/{workflow_id}/retry")
+    assert answer.status_code == 202
+    resumed = answer.json()
+    assert resumed["status"] == "processing"
+    assert resumed["steps"][0]["result"] == {"ok": 0}
+    assert resumed["steps"][1]["attempts"] == 4
+    await complete(client, resumed, 1)
+    await complete(client, await status(client, workflow_id), 2)
+    assert (await status(client, workflow_id))["status"] == "completed"
+
+
+async def test_only_a_failed_workflow_can_be_retried(client: httpx.AsyncClient) -> None:
+    workflow_id = await upload(client)
+    assert_error(await client.post(f"/api/v1/workflow/{workflow_id}/retry"), 409, "workflow_not_failed")
+
+
+# -- idempotent upload -----------------------------------------------------------------------
+
+
+async def test_an_idempotency_key_returns_the_same_workflow(client: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "order-17"}
+    first = await client.post("/api/v1/workflow/upload", json=PRODUCT, headers=headers)
+    second = await client.post("/api/v1/workflow/upload", json=PRODUCT, headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["workflow_id"] == second.json()["workflow_id"]
+    assert len((await client.get("/api/v1/workflow/list")).json()) == 1
+    other = await client.post(
+        "/api/v1/workflow/upload", json={**PRODUCT, "price": 1.0}, headers=headers
+    )
+    assert_error(other, 422, "idempotency_key_reused")
+
+
+async def test_concurrent_repeats_of_one_key_start_one_workflow(client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    headers = {"Idempotency-Key": "burst"}
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/workflow/upload", json=PRODUCT, headers=headers) for _ in range(8))
+    )
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["workflow_id"] for a in answers}) == 1

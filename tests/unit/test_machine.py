@@ -240,3 +240,44 @@ def _assert_consistent(wf: Workflow) -> None:
         assert all(s is StepStatus.COMPLETED for s in statuses)
     if wf.status is WorkflowStatus.FAILED:
         assert StepStatus.FAILED in statuses
+
+
+def test_cancel_stops_the_workflow_and_refuses_late_reports() -> None:
+    wf = started().workflow
+    t = machine.cancel(wf, now=T0, new_id=new_id)
+    assert t.workflow.status is WorkflowStatus.CANCELLED
+    assert t.updates[-1].type is UpdateType.WORKFLOW_CANCELLED
+    with pytest.raises(WorkflowEnded):
+        complete(t.workflow, 0)
+    with pytest.raises(WorkflowEnded):
+        complete(t.workflow, 0, success=False, error="late")
+    with pytest.raises(WorkflowEnded):
+        machine.cancel(t.workflow, now=T0, new_id=new_id)
+
+
+def test_retry_resumes_a_failed_workflow_from_its_failed_step() -> None:
+    wf = started(max_attempts=1).workflow
+    wf = complete(wf, 0, result={"kept": True}).workflow
+    wf = complete(wf, 1, success=False, error="down").workflow
+    assert wf.status is WorkflowStatus.FAILED
+    t = machine.retry(wf, budget=2, now=T0, new_id=new_id)
+    wf = t.workflow
+    assert wf.status is WorkflowStatus.PROCESSING
+    assert wf.error is None
+    assert wf.steps[0].result == {"kept": True}
+    assert wf.steps[1].status is StepStatus.RUNNING
+    assert (wf.steps[1].attempts, wf.steps[1].max_attempts) == (2, 3)
+    assert t.events[-1].routing_key == "step.ai_enhancement"
+    assert t.events[-1].body["data"]["results"] == {"image_processing": {"kept": True}}
+    with pytest.raises(StaleAttempt):
+        complete(wf, 1, attempt=1)  # the report of the attempt before the retry
+    wf = complete(wf, 1).workflow
+    wf = complete(wf, 2).workflow
+    assert wf.status is WorkflowStatus.COMPLETED
+
+
+def test_only_a_failed_workflow_can_be_retried() -> None:
+    from stox_gateway.engine.errors import WorkflowNotFailed
+
+    with pytest.raises(WorkflowNotFailed):
+        machine.retry(started().workflow, budget=3, now=T0, new_id=new_id)

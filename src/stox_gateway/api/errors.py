@@ -25,6 +25,7 @@ STATUS: dict[type[Exception], int] = {
     errors.WorkflowNotFound: 404,
     errors.CompletionRejected: 409,
     errors.UnknownWorkflowType: 422,
+    errors.IdempotencyConflict: 422,
     errors.Unavailable: 503,
     BusError: 503,
 }

@@ -120,7 +120,8 @@ def auth_service(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with auth_server(settings, host=host, port=port or settings.services.auth.port):
+        bound = settings.services.auth.port if port is None else port
+        async with auth_server(settings, host=host, port=bound):
             await stop.wait()
 
     asyncio.run(main())

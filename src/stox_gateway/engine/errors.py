@@ -6,7 +6,9 @@ StoxError
 │   ├── StepMismatch                 a step id not of this workflow, or a wrong step type
 │   ├── StaleAttempt                 a late completion from an earlier attempt
 │   ├── StepNotRunning               the step is pending, or already has another outcome
-│   └── WorkflowEnded                the workflow completed, failed or was cancelled
+│   ├── WorkflowEnded                the workflow completed, failed or was cancelled
+│   └── WorkflowNotFailed            a retry of a workflow that has not failed
+├── IdempotencyConflict         422  an Idempotency-Key reused with another body
 ├── UnknownWorkflowType         422
 └── Unavailable                 503  the store or bus does not answer
 """
@@ -46,6 +48,14 @@ class StepNotRunning(CompletionRejected):
 
 class WorkflowEnded(CompletionRejected):
     code = "workflow_ended"
+
+
+class WorkflowNotFailed(CompletionRejected):
+    code = "workflow_not_failed"
+
+
+class IdempotencyConflict(StoxError):
+    code = "idempotency_key_reused"
 
 
 class UnknownWorkflowType(StoxError):

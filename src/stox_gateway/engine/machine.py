@@ -18,6 +18,7 @@ from stox_gateway.engine.errors import (
     StepMismatch,
     StepNotRunning,
     WorkflowEnded,
+    WorkflowNotFailed,
 )
 from stox_gateway.engine.models import (
     JSON,
@@ -175,6 +176,8 @@ def complete_step(
     if step.type != completion.step_type:
         raise StepMismatch(f"step {step.id} is of type {step.type!r}, not {completion.step_type!r}")
     attempt = completion.attempt if completion.attempt is not None else step.attempts
+    if workflow.status is WorkflowStatus.CANCELLED and step.status is not StepStatus.COMPLETED:
+        raise WorkflowEnded(f"workflow {workflow.id} was cancelled")
     if _is_recorded(step, completion.success, attempt):
         return Transition(workflow, applied=False)
     if workflow.status.ended:
@@ -221,6 +224,59 @@ def time_out_step(
     b = _Builder(workflow, now, new_id)
     error = f"{step.type} attempt {attempt} exceeded its deadline of {step.timeout_seconds:g}s"
     _fail_attempt(b, step, error, retryable=True, backoff=backoff)
+    return b.build()
+
+
+def cancel(workflow: Workflow, *, now: datetime, new_id: NewId) -> Transition:
+    """Stop a workflow that has not ended; its running step's late report will be refused."""
+    if workflow.status.ended:
+        raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
+    b = _Builder(workflow, now, new_id)
+    running = workflow.current_step
+    if running is not None and running.status is StepStatus.RUNNING:
+        b.set_step(
+            running.evolve(
+                status=StepStatus.FAILED, completed_at=now, deadline_at=None, error="cancelled"
+            )
+        )
+    b.workflow = b.workflow.evolve(
+        status=WorkflowStatus.CANCELLED, completed_at=now, error="cancelled by request"
+    )
+    b.update(UpdateType.WORKFLOW_CANCELLED, {"step_type": running.type if running else None})
+    return b.build()
+
+
+def retry(workflow: Workflow, *, budget: int, now: datetime, new_id: NewId) -> Transition:
+    """Resume a failed workflow from its failed step, keeping the results before it.
+
+    The step gets a fresh budget of attempts; attempt numbers keep growing, so a late report
+    from before the retry is still fenced off.
+    """
+    if workflow.status is not WorkflowStatus.FAILED:
+        raise WorkflowNotFailed(
+            f"workflow {workflow.id} is {workflow.status}; only a failed one can be retried"
+        )
+    failed = next(s for s in workflow.steps if s.status is StepStatus.FAILED)
+    b = _Builder(workflow, now, new_id)
+    b.workflow = b.workflow.evolve(status=WorkflowStatus.PROCESSING, completed_at=None, error=None)
+    step = failed.evolve(
+        status=StepStatus.PENDING,
+        completed_at=None,
+        max_attempts=failed.attempts + budget,
+    )
+    b.update(
+        UpdateType.STEP_RETRYING,
+        {
+            "step_id": step.id,
+            "step_type": step.type,
+            "attempt": step.attempts + 1,
+            "max_attempts": step.max_attempts,
+            "error": failed.error,
+            "retry_in_seconds": 0,
+            "manual": True,
+        },
+    )
+    _start_step(b, step, last_error=failed.error)
     return b.build()
 
 

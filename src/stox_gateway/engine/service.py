@@ -7,6 +7,7 @@ completion arrives over HTTP, gRPC or AMQP, on this replica or another, it goes 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from stox_gateway import codec
 from stox_gateway.bus.outbox_relay import maybe_crash
 from stox_gateway.engine import machine
 from stox_gateway.engine.definitions import PRODUCT_UPLOAD, Definitions
@@ -28,7 +30,7 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
-from stox_gateway.store.port import WorkflowStore
+from stox_gateway.store.port import IdempotencyKey, WorkflowStore
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +94,10 @@ class WorkflowEngine:
         correlation_id: str | None = None,
         owner: str | None = None,
         workflow_type: str = PRODUCT_UPLOAD,
+        idempotency_key: str | None = None,
     ) -> Workflow:
+        """Start a workflow. With `idempotency_key`, a repeat of the same request (same key,
+        same product, same owner) returns the workflow the first one started."""
         definition = self._definitions.get(workflow_type)
         workflow_id = new_id()
         transition = machine.create(
@@ -104,7 +109,13 @@ class WorkflowEngine:
             now=self._clock(),
             new_id=new_id,
         )
-        await self._store.create(transition)
+        idempotency = None
+        if idempotency_key is not None:
+            digest = hashlib.sha256(codec.dumps([workflow_type, product])).hexdigest()
+            idempotency = IdempotencyKey(owner or "", idempotency_key, digest)
+        created = await self._store.create(transition, idempotency)
+        if created != workflow_id:
+            return await self.get(created)
         self._committed(transition)
         return transition.workflow
 
@@ -132,6 +143,27 @@ class WorkflowEngine:
         transition = await self._store.change(workflow_id, decide)
         self._committed(transition)
         return transition.applied
+
+    async def cancel(self, workflow_id: str) -> Workflow:
+        def decide(workflow: Workflow) -> machine.Transition:
+            return machine.cancel(workflow, now=self._clock(), new_id=new_id)
+
+        transition = await self._store.change(workflow_id, decide)
+        self._committed(transition)
+        return transition.workflow
+
+    async def retry(self, workflow_id: str) -> Workflow:
+        def decide(workflow: Workflow) -> machine.Transition:
+            definition = self._definitions.get(workflow.type)
+            failed = next((s for s in workflow.steps if s.status.value == "failed"), None)
+            budget = next(
+                (d.max_attempts for d in definition.steps if failed and d.type == failed.type), 1
+            )
+            return machine.retry(workflow, budget=budget, now=self._clock(), new_id=new_id)
+
+        transition = await self._store.change(workflow_id, decide)
+        self._committed(transition)
+        return transition.workflow
 
     async def get(self, workflow_id: str) -> Workflow:
         workflow = await self._store.get(workflow_id)

@@ -68,5 +68,5 @@ def configure_logging(settings: LoggingSettings, environment: str = "development
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))
-    for noisy in ("aiormq", "aio_pika", "sqlalchemy.engine"):
+    for noisy in ("aiormq", "aio_pika", "sqlalchemy.engine", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

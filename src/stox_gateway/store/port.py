@@ -24,6 +24,13 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    scope: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class DueStep:
     workflow_id: str
     step_id: str
@@ -45,8 +52,14 @@ class WorkflowStore(Protocol):
     async def check(self) -> None:
         """Raise `Unavailable` when the database does not answer."""
 
-    async def create(self, transition: Transition) -> None:
-        """Insert a new workflow with its steps, updates and events, in one transaction."""
+    async def create(
+        self, transition: Transition, idempotency: IdempotencyKey | None = None
+    ) -> str:
+        """Insert a new workflow with its steps, updates and events, in one transaction.
+
+        With an idempotency key already on record, nothing is inserted and the earlier
+        workflow's id is returned (`IdempotencyConflict` when the request differs).
+        """
 
     async def change(
         self, workflow_id: str, decide: Callable[[Workflow], Transition]

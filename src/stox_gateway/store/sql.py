@@ -20,11 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from stox_gateway import codec
-from stox_gateway.engine.errors import Unavailable, WorkflowNotFound
+from stox_gateway.engine.errors import IdempotencyConflict, Unavailable, WorkflowNotFound
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import (
     Step,
@@ -35,8 +35,14 @@ from stox_gateway.engine.models import (
     WorkflowStatus,
 )
 from stox_gateway.store import migrate
-from stox_gateway.store.port import DueStep, OutboxRow
-from stox_gateway.store.tables import outbox, steps, workflow_events, workflows
+from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
+from stox_gateway.store.tables import (
+    idempotency_keys,
+    outbox,
+    steps,
+    workflow_events,
+    workflows,
+)
 from stox_gateway.wire import OutgoingMessage, outgoing_messages
 
 
@@ -151,12 +157,35 @@ class SqlStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def create(self, transition: Transition) -> None:
+    async def create(
+        self, transition: Transition, idempotency: IdempotencyKey | None = None
+    ) -> str:
         wf = transition.workflow
-        async with self._writing() as conn:
-            await conn.execute(workflows.insert().values(_workflow_row(wf)))
-            await conn.execute(steps.insert(), [_step_row(wf.id, s) for s in wf.steps])
-            await self._append(conn, transition)
+        for _ in range(2):  # a lost race on the key: the second pass finds the winner's row
+            try:
+                async with self._writing() as conn:
+                    if idempotency is not None:
+                        earlier = await _earlier_request(conn, idempotency)
+                        if earlier is not None:
+                            return earlier
+                    await conn.execute(workflows.insert().values(_workflow_row(wf)))
+                    await conn.execute(steps.insert(), [_step_row(wf.id, s) for s in wf.steps])
+                    if idempotency is not None:
+                        await conn.execute(
+                            idempotency_keys.insert().values(
+                                scope=idempotency.scope,
+                                key=idempotency.key,
+                                request_hash=idempotency.request_hash,
+                                workflow_id=wf.id,
+                                created_at=wf.created_at,
+                            )
+                        )
+                    await self._append(conn, transition)
+                    return wf.id
+            except IntegrityError:
+                if idempotency is None:
+                    raise
+        raise Unavailable("could not record the idempotency key")
 
     async def change(
         self, workflow_id: str, decide: Callable[[Workflow], Transition]
@@ -333,6 +362,24 @@ class SqlStore:
         query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
         async with self._reading() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+
+async def _earlier_request(conn: AsyncConnection, idempotency: IdempotencyKey) -> str | None:
+    row = (
+        await conn.execute(
+            sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.workflow_id).where(
+                idempotency_keys.c.scope == idempotency.scope,
+                idempotency_keys.c.key == idempotency.key,
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != idempotency.request_hash:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {idempotency.key!r} was used with another request body"
+        )
+    return str(row.workflow_id)
 
 
 async def _mark_sent(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:

@@ -127,6 +127,22 @@ outbox = sa.Table(
     ),
 )
 
+# Idempotency-Key of uploads: the same key and body give the same workflow.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(128), primary_key=True),  # the owner, or "" when anonymous
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column(
+        "workflow_id",
+        sa.String(36),
+        sa.ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 # -- the reference auth service ---------------------------------------------------------------
 
 users = sa.Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
 from stox_gateway.api.deps import (
     caller,
@@ -49,13 +49,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(require_json)],
 )
 async def upload(
-    product: ProductUploadRequest, request: Request, rt: RuntimeDep, who: CallerDep
+    product: ProductUploadRequest,
+    request: Request,
+    rt: RuntimeDep,
+    who: CallerDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
 ) -> JsonResponse:
-    """Start a `product_upload` workflow; its progress is pushed on `/ws`."""
+    """Start a `product_upload` workflow; its progress is pushed on `/ws`.
+
+    With an `Idempotency-Key` header, repeating the request returns the same workflow; the
+    same key with another body is `422`.
+    """
     workflow = await rt.engine.create(
         product.model_dump(mode="json"),
         correlation_id=correlation_id(request) or None,
         owner=who.user_id,
+        idempotency_key=idempotency_key,
     )
     log.info("workflow.accepted", workflow_id=workflow.id, correlation_id=workflow.correlation_id)
     return JsonResponse(
@@ -108,3 +119,26 @@ async def list_workflows(
         status=status, owner=rt.guard.owner_filter(who), limit=limit, offset=offset
     )
     return JsonResponse([workflow_to_wire(w) for w in workflows])
+
+
+@router.post("/{workflow_id}/cancel", response_model=WorkflowView, responses=_ERRORS)
+async def cancel(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
+    """Stop a workflow that has not ended (`409` when it has); late reports are then refused."""
+    await _visible(rt, who, workflow_id)
+    return JsonResponse(workflow_to_wire(await rt.engine.cancel(workflow_id)))
+
+
+@router.post(
+    "/{workflow_id}/retry", status_code=202, response_model=WorkflowView, responses=_ERRORS
+)
+async def retry(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
+    """Resume a failed workflow from its failed step, keeping earlier results (`409` otherwise)."""
+    await _visible(rt, who, workflow_id)
+    workflow = await rt.engine.retry(workflow_id)
+    return JsonResponse(workflow_to_wire(workflow), status_code=202)
+
+
+async def _visible(rt: Runtime, who: Caller, workflow_id: str) -> None:
+    workflow = await rt.engine.get(workflow_id)
+    if not rt.guard.may_see(who, workflow.owner):
+        raise WorkflowNotFound(workflow_id)
