@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from stox_gateway import __version__
 from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
+from stox_gateway.api.rate_limit import RateLimitMiddleware
 from stox_gateway.api.routes import auth, health, workflows, ws
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings
@@ -60,6 +61,12 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
             expose_headers=["X-Correlation-ID", "Location"],
+        )
+    if settings.server.rate_limit > 0:
+        app.add_middleware(
+            RateLimitMiddleware,
+            rate=settings.server.rate_limit,
+            burst=settings.server.rate_limit_burst,
         )
     app.add_middleware(CorrelationIdMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)

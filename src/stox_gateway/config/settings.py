@@ -33,6 +33,8 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request bodies above → 413")
     cors_origins: list[str] = Field(default_factory=list)
     shutdown_timeout: Duration = timedelta(seconds=10)
+    rate_limit: float = Field(0, ge=0, description="requests per second per client; 0 = off")
+    rate_limit_burst: int = Field(100, ge=1)
 
 
 class RabbitMQSettings(BaseModel):
