@@ -111,3 +111,28 @@ def test_the_logs_carry_workflow_and_correlation_ids(tmp_path: Path) -> None:
     about = [line for line in lines if line.get("workflow_id") == workflow_id]
     assert {"workflow_started", "workflow_completed"} <= {line["event"] for line in about}
     assert all(line.get("correlation_id") == "trace-7" for line in about)
+
+
+async def test_sigterm_closes_websockets_with_1001(tmp_path: Path) -> None:
+    import asyncio
+
+    from websockets.exceptions import ConnectionClosed
+
+    process, url = start_gateway(
+        tmp_path, "gateway", {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
+    )
+    try:
+        async with websockets.connect(url.replace("http", "ws") + "/ws") as ws:
+            await ws.recv()  # snapshot
+            process.popen.terminate()
+            try:
+                async with asyncio.timeout(15):
+                    while True:
+                        await ws.recv()
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None
+                assert closed.rcvd.code == 1001
+            else:  # pragma: no cover
+                raise AssertionError("the socket stayed open")
+    finally:
+        assert process.stop(), process.log()[-3000:]

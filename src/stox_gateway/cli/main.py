@@ -76,8 +76,10 @@ def serve(
         uvicorn.run("stox_gateway.cli.asgi:create", factory=True, reload=True, **options)
         return
     from stox_gateway.api.app import create_app
+    from stox_gateway.api.server import GatewayServer
 
-    uvicorn.run(create_app(settings), **options)
+    app_ = create_app(settings)
+    GatewayServer(uvicorn.Config(app_, **options), app_).run()
 
 
 @app.command()

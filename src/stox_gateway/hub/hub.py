@@ -117,6 +117,10 @@ class Hub:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
+        self.close_all()
+
+    def close_all(self) -> None:
+        """End every subscriber's stream: their connections close with 1001 (going away)."""
         for subscriber in list(self._subscribers):
             subscriber.close()
         self._subscribers.clear()

@@ -1,0 +1,261 @@
+"""The reference image service: check every product image and write a JPEG thumbnail of it.
+
+An image reference is either a bare file name in the media folder (`image1.jpg`) or an
+`http(s)` URL. Bad input (a path, a missing file, something that is not an image, a download
+that is too large or answers 4xx) fails the step for good with `NonRetryable`; trouble that may
+pass (connection errors, timeouts, 5xx, a full disk) raises `Retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import httpx
+from PIL import Image, ImageOps
+
+from stox_gateway.sdk.context import StepContext
+from stox_gateway.sdk.errors import NonRetryable, Retry
+
+_URL_SCHEMES = ("http://", "https://")
+# Status codes that say "not now" rather than "never": worth another attempt.
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """The bytes behind one reference: a local file or a downloaded body."""
+
+    ref: str
+    path: Path | None = None
+    data: bytes | None = None
+
+
+class ImageProcessor:
+    """Step handler for `image_processing`; one instance serves every step.
+
+    Thumbnails are named from the workflow id, the image's index and a hash of its reference,
+    so a retried attempt overwrites the files of the attempt before instead of adding new ones.
+    """
+
+    def __init__(
+        self,
+        media_root: Path,
+        thumbnail_dir: Path | None = None,
+        thumbnail_size: tuple[int, int] = (256, 256),
+        http_timeout: float = 10.0,
+        max_download_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        if thumbnail_size[0] <= 0 or thumbnail_size[1] <= 0:
+            raise ValueError(f"thumbnail_size must be positive, got {thumbnail_size}")
+        if max_download_bytes <= 0:
+            raise ValueError("max_download_bytes must be positive")
+        self.media_root = Path(media_root)
+        self.thumbnail_dir = (
+            Path(thumbnail_dir) if thumbnail_dir is not None else self.media_root / "thumbnails"
+        )
+        self.thumbnail_size = thumbnail_size
+        self.http_timeout = http_timeout
+        self.max_download_bytes = max_download_bytes
+
+    async def __call__(self, ctx: StepContext) -> dict[str, Any]:
+        """Process every image of `ctx.product` and return their metadata and thumbnails."""
+        refs = _image_refs(ctx.product)
+        images: list[dict[str, Any]] = []
+        client: httpx.AsyncClient | None = None
+        try:
+            for index, ref in enumerate(refs):
+                if _is_url(ref):
+                    if client is None:
+                        # One client per step, made only when needed: its connection pool is
+                        # shared by the step's downloads and closed when the step ends.
+                        client = httpx.AsyncClient(timeout=self.http_timeout, follow_redirects=True)
+                    source = _Source(ref, data=await self._download(client, ref))
+                else:
+                    source = _Source(ref, path=self._local_path(ref))
+                target = self.thumbnail_dir / _thumbnail_name(ctx.workflow_id, index, ref)
+                # Pillow decodes and encodes synchronously; keep it off the event loop.
+                images.append(await asyncio.to_thread(self._process, source, target))
+        finally:
+            if client is not None:
+                await client.aclose()
+        thumbnails = [image["thumbnail"] for image in images]
+        return {"images": images, "processed_images": thumbnails, "count": len(images)}
+
+    def _local_path(self, ref: str) -> Path:
+        """The file a bare name refers to; anything that could leave the media folder is refused."""
+        if (
+            not ref
+            or "/" in ref
+            or "\\" in ref
+            or ".." in ref
+            or "\x00" in ref
+            or PurePosixPath(ref).is_absolute()
+            or PureWindowsPath(ref).is_absolute()
+            or PureWindowsPath(ref).drive
+        ):
+            raise NonRetryable(
+                f"image reference {ref!r} is not a bare file name in the media folder"
+            )
+        return self.media_root / ref
+
+    async def _download(self, client: httpx.AsyncClient, url: str) -> bytes:
+        """The body at `url`, streamed so that an oversized answer is never held whole."""
+        limit = self.max_download_bytes
+        try:
+            async with client.stream("GET", url) as response:
+                _check_status(url, response.status_code)
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise NonRetryable(
+                        f"image {url!r} is {int(declared)} bytes, more than the {limit} allowed"
+                    )
+                body = bytearray()
+                # aiter_bytes decodes Content-Encoding, so the cap also bounds a gzip bomb.
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > limit:
+                        raise NonRetryable(
+                            f"image {url!r} is larger than the {limit} bytes allowed"
+                        )
+                return bytes(body)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.TooManyRedirects) as exc:
+            raise NonRetryable(f"image {url!r} cannot be downloaded: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise Retry(f"image {url!r} timed out after {self.http_timeout}s") from exc
+        except httpx.HTTPError as exc:
+            # Connection refused or reset, DNS failure, broken protocol: may well pass.
+            raise Retry(f"image {url!r} could not be downloaded: {exc!r}") from exc
+
+    def _process(self, source: _Source, target: Path) -> dict[str, Any]:
+        """Decode, verify and thumbnail one image (runs in a worker thread)."""
+        with _open_verified(source) as image:
+            info: dict[str, Any] = {
+                "source": source.ref,
+                "width": image.width,
+                "height": image.height,
+                "format": image.format,
+                "mode": image.mode,
+                "bytes": _size_of(source),
+            }
+            thumbnail = _make_thumbnail(source.ref, image, self.thumbnail_size)
+        _save_atomically(thumbnail, target)
+        info.update(
+            thumbnail=self._relative(target),
+            thumbnail_width=thumbnail.width,
+            thumbnail_height=thumbnail.height,
+        )
+        return info
+
+    def _relative(self, target: Path) -> str:
+        """The thumbnail's path as results carry it: relative to the media folder, POSIX style."""
+        try:
+            return target.relative_to(self.media_root).as_posix()
+        except ValueError:
+            # A thumbnail folder outside the media folder: keep the folder's name as the prefix.
+            return f"{target.parent.name}/{target.name}"
+
+
+def _image_refs(product: dict[str, Any]) -> list[str]:
+    refs = product.get("images") or []
+    if not isinstance(refs, list) or not all(isinstance(ref, str) for ref in refs):
+        raise NonRetryable("product images must be a list of file names or URLs")
+    return refs
+
+
+def _is_url(ref: str) -> bool:
+    return ref[:8].lower().startswith(_URL_SCHEMES)
+
+
+def _check_status(url: str, status: int) -> None:
+    if status >= 500 or status in _RETRYABLE_4XX:
+        raise Retry(f"image {url!r} answered HTTP {status}")
+    if status >= 400:
+        raise NonRetryable(f"image {url!r} answered HTTP {status}")
+
+
+def _thumbnail_name(workflow_id: str, index: int, ref: str) -> str:
+    """Deterministic per (workflow, position, reference), and safe as a file name."""
+    safe_id = _UNSAFE_ID_CHARS.sub("_", workflow_id)[:64] or "workflow"
+    digest = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:10]
+    return f"{safe_id}_{index}_{digest}.jpg"
+
+
+def _size_of(source: _Source) -> int:
+    if source.data is not None:
+        return len(source.data)
+    assert source.path is not None
+    return source.path.stat().st_size
+
+
+def _open_verified(source: _Source) -> Image.Image:
+    """The decoded image; a missing file or anything that is not an image is `NonRetryable`."""
+    if source.path is not None and not source.path.is_file():
+        raise NonRetryable(f"image {source.ref!r} was not found in the media folder")
+    try:
+        # verify() checks the file's structure without decoding it, and leaves the image
+        # unusable, hence the second open; load() then decodes every pixel, which catches
+        # truncated data that verify() lets through.
+        with Image.open(_stream(source)) as probe:
+            probe.verify()
+        image = Image.open(_stream(source))
+        image.load()
+    except FileNotFoundError as exc:  # removed between the check and the open
+        raise NonRetryable(f"image {source.ref!r} was not found in the media folder") from exc
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, …)
+        raise NonRetryable(f"image {source.ref!r} is not a valid image: {exc}") from exc
+    return image
+
+
+def _stream(source: _Source) -> Path | io.BytesIO:
+    return source.path if source.path is not None else io.BytesIO(source.data or b"")
+
+
+def _make_thumbnail(ref: str, image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """An RGB copy no larger than `size`, aspect ratio kept, EXIF orientation applied."""
+    try:
+        thumb = ImageOps.exif_transpose(image)  # always a new image: `image` stays untouched
+        thumb.thumbnail(size, Image.Resampling.LANCZOS)
+        return _to_rgb(thumb)
+    except Exception as exc:
+        raise NonRetryable(f"image {ref!r} could not be thumbnailed: {exc}") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """JPEG has no alpha: flatten transparency onto white rather than onto black."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _save_atomically(image: Image.Image, target: Path) -> None:
+    """Write to a temporary file and rename, so no reader ever sees half a thumbnail."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
+        try:
+            # mkstemp creates the file 0600; thumbnails are meant to be served, so widen it.
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as tmp:
+                image.save(tmp, format="JPEG", quality=85, optimize=True)
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    except OSError as exc:  # a full or read-only disk may be fixed before the next attempt
+        raise Retry(f"thumbnail {target.name} could not be written: {exc}") from exc
