@@ -23,7 +23,10 @@ async def test_past_the_burst_the_api_answers_429(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path, workers={"embedded": False}, server={"rate_limit": 1, "rate_limit_burst": 3}
     )
-    async with running_gateway(settings) as gateway, httpx.AsyncClient(base_url=gateway.url) as http:
+    async with (
+        running_gateway(settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as http,
+    ):
         answers = [await http.get("/api/v1/workflow/list") for _ in range(5)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
         assert int(answers[-1].headers["retry-after"]) >= 1

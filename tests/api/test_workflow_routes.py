@@ -321,7 +321,9 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
 # -- cancel and retry ------------------------------------------------------------------------
 
 
-async def test_cancel_stops_a_workflow_and_refuses_late_completions(client: httpx.AsyncClient) -> None:
+async def test_cancel_stops_a_workflow_and_refuses_late_completions(
+    client: httpx.AsyncClient,
+) -> None:
     workflow = await status(client, await upload(client))
     answer = await client.post(f"/api/v1/workflow/{workflow['id']}/cancel")
     assert answer.status_code == 200
@@ -351,7 +353,9 @@ async def test_retry_resumes_a_failed_workflow(client: httpx.AsyncClient) -> Non
 
 async def test_only_a_failed_workflow_can_be_retried(client: httpx.AsyncClient) -> None:
     workflow_id = await upload(client)
-    assert_error(await client.post(f"/api/v1/workflow/{workflow_id}/retry"), 409, "workflow_not_failed")
+    assert_error(
+        await client.post(f"/api/v1/workflow/{workflow_id}/retry"), 409, "workflow_not_failed"
+    )
 
 
 # -- idempotent upload -----------------------------------------------------------------------

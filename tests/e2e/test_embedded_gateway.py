@@ -125,14 +125,11 @@ async def test_sigterm_closes_websockets_with_1001(tmp_path: Path) -> None:
         async with websockets.connect(url.replace("http", "ws") + "/ws") as ws:
             await ws.recv()  # snapshot
             process.popen.terminate()
-            try:
+            with pytest.raises(ConnectionClosed) as closed:
                 async with asyncio.timeout(15):
                     while True:
                         await ws.recv()
-            except ConnectionClosed as closed:
-                assert closed.rcvd is not None
-                assert closed.rcvd.code == 1001
-            else:  # pragma: no cover
-                raise AssertionError("the socket stayed open")
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
     finally:
         assert process.stop(), process.log()[-3000:]

@@ -8,7 +8,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import httpx
@@ -18,6 +17,7 @@ import websockets
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from stox_gateway import codec
+from stox_gateway.sdk.journal import Effect, read_effects
 from tests.support import (
     POSTGRES_URL,
     RABBITMQ_URL,
@@ -59,7 +59,7 @@ class System:
         return url
 
     def worker(self, step: str, *extra: str) -> Process:
-        effects = self.tmp_path / f"effects-{step}-{len(self.processes)}.jsonl"
+        effects = self.tmp_path / f"effects-{step}.sqlite"
         process = Process(
             ["worker", step, *extra],
             {**self.env, "STOX_WORKERS__EFFECTS_LOG": str(effects)},
@@ -68,11 +68,8 @@ class System:
         self.processes.append(process)
         return process
 
-    def effects(self) -> list[dict[str, Any]]:
-        lines: list[dict[str, Any]] = []
-        for path in self.tmp_path.glob("effects-*.jsonl"):
-            lines += [codec.loads(line) for line in path.read_bytes().splitlines() if line]
-        return lines
+    def effects(self) -> list[Effect]:
+        return [e for path in self.tmp_path.glob("effects-*.sqlite") for e in read_effects(path)]
 
     async def cleanup(self) -> None:
         for process in self.processes:
@@ -163,6 +160,6 @@ def test_two_replicas_and_three_services_complete_every_workflow_once(system: Sy
     assert Counter(w["status"] for w in listed) == {"completed": count}
 
     effects = system.effects()
-    per_step = Counter((e["workflow_id"], e["step_type"]) for e in effects)
+    per_step = Counter((e.workflow_id, e.step_type) for e in effects)
     assert len(per_step) == count * len(STEPS)
     assert set(per_step.values()) == {1}, "a step was applied twice"

@@ -93,7 +93,8 @@ class WorkersSettings(BaseModel):
     gateway_grpc: str = "localhost:50052"
     concurrency: int = Field(8, ge=1)
     effects_log: Path | None = Field(
-        None, description="append one JSON line per handled step (audits and tests)"
+        None,
+        description="SQLite effects journal: each attempt handled once, repeats answered from it",
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription
 from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
+from stox_gateway.sdk.journal import EffectsJournal
 from stox_gateway.sdk.reporters import Reporter
 
 log = structlog.get_logger(__name__)
@@ -58,7 +58,7 @@ class Worker:
             concurrency=concurrency,
             prefetch=prefetch or concurrency * 2,
         )
-        self._effects = _EffectsLog(effects_log) if effects_log else None
+        self._journal = EffectsJournal(effects_log) if effects_log else None
         self._subscription: Subscription | None = None
         self.handled = 0
 
@@ -99,14 +99,27 @@ class Worker:
             workflow_id=ctx.workflow_id, correlation_id=ctx.correlation_id
         )
         try:
-            report = await self._run(ctx)
-            if self._effects is not None:
-                self._effects.record(ctx, report.success)
+            report = await self._handle_once(ctx)
             await self._reporter.report(report, ctx.correlation_id)
             self.handled += 1
         finally:
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
+
+    async def _handle_once(self, ctx: StepContext) -> StepCompletedRequest:
+        """Run the handler, unless the journal shows this attempt was handled already."""
+        if self._journal is None:
+            return await self._run(ctx)
+        earlier = await self._journal.recorded(ctx)
+        if earlier is not None:
+            log.info("worker.repeat_answered_from_journal", step_type=ctx.step_type)
+            return StepCompletedRequest.model_validate(earlier)
+        report = await self._run(ctx)
+        if not await self._journal.record(ctx, report.success, report.model_dump(mode="json")):
+            earlier = await self._journal.recorded(ctx)  # another process won the race
+            if earlier is not None:
+                return StepCompletedRequest.model_validate(earlier)
+        return report
 
     async def _run(self, ctx: StepContext) -> StepCompletedRequest:
         base = {
@@ -126,22 +139,3 @@ class Worker:
             log.exception("worker.step_crashed", step_type=ctx.step_type)
             return StepCompletedRequest(**base, success=False, error=f"{type(exc).__name__}: {exc}")
         return StepCompletedRequest(**base, success=True, result=result or {})
-
-
-class _EffectsLog:
-    """One JSON line per handled step: what a service did, to audit or count duplicates."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("ab", buffering=0)  # one write per line: lines never interleave
-
-    def record(self, ctx: StepContext, success: bool) -> None:
-        line = {
-            "workflow_id": ctx.workflow_id,
-            "step_id": ctx.step_id,
-            "step_type": ctx.step_type,
-            "attempt": ctx.attempt,
-            "success": success,
-            "pid": os.getpid(),
-        }
-        self._file.write(codec.dumps(line) + b"\n")

@@ -129,7 +129,7 @@ def truncate_words(text: str, max_length: int) -> str:
     if len(text) <= max_length:
         return text
     head = text[: max_length + 1]  # one more: is the character after the limit a space?
-    cut = head[:-1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else ""
     cut = cut.rstrip(_TRAILING)
     if not cut:
         cut = text[:max_length].rstrip(_TRAILING) or text[:max_length]
