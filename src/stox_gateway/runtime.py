@@ -31,6 +31,7 @@ from stox_gateway.engine.sweeper import DeadlineSweeper
 from stox_gateway.grpc.auth_client import AuthClient
 from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
+from stox_gateway.observability.metrics import Metrics
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
@@ -64,6 +65,7 @@ class Runtime:
     sweeper: DeadlineSweeper
     replica_id: str
     guard: Guard
+    metrics: Metrics
     auth_client: AuthClient | None = None
     grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
@@ -95,11 +97,13 @@ class Runtime:
             for step_type in sorted(definitions.step_types):
                 await bus.declare(step_queue(step_type, prefix))
 
+            metrics = Metrics()
             relay = OutboxRelay(
                 store,
                 bus,
                 max_retries=settings.rabbitmq.max_retries,
                 retry_delay=settings.rabbitmq.retry_delay,
+                on_publish=metrics.bus_publish.observe,
             )
             engine = WorkflowEngine(
                 store,
@@ -108,10 +112,12 @@ class Runtime:
                     settings.workflow.retry_backoff, settings.workflow.retry_backoff_max
                 ),
                 on_commit=relay.wake,
+                on_transition=metrics.observe,
             )
             hub = Hub(
                 lambda wid, after, upto: store.updates(wid, after_seq=after, up_to_seq=upto),
                 heartbeat_interval=settings.websocket.heartbeat_interval.total_seconds(),
+                on_drop=metrics.websocket_dropped.inc,
             )
             await hub.start()
             stack.push_async_callback(hub.stop)
@@ -120,7 +126,16 @@ class Runtime:
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
             runtime = cls(
-                settings, store, bus, engine, hub, relay, sweeper, replica_id, Guard(settings.auth)
+                settings,
+                store,
+                bus,
+                engine,
+                hub,
+                relay,
+                sweeper,
+                replica_id,
+                Guard(settings.auth),
+                metrics,
             )
 
             updates = await bus.consume(

@@ -12,7 +12,8 @@ from stox_gateway import __version__
 from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from stox_gateway.api.rate_limit import RateLimitMiddleware
-from stox_gateway.api.routes import auth, health, workflows, ws
+from stox_gateway.api.routes import auth, health, metrics, workflows, ws
+from stox_gateway.api.timing import RequestTimingMiddleware
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings
 from stox_gateway.runtime import Runtime
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(health.router)
     app.include_router(ws.router)
+    app.include_router(metrics.router)
 
     # Added last = outermost: the size limit runs before anything reads the body.
     origins = settings.server.cors_origins or (
@@ -62,6 +64,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Correlation-ID", "Location"],
         )
+    app.add_middleware(RequestTimingMiddleware)
     if settings.server.rate_limit > 0:
         app.add_middleware(
             RateLimitMiddleware,

@@ -99,6 +99,8 @@ class AuthService:
         whoever stole it and whoever holds its successor both have to log in again."""
         now = datetime.now(UTC)
         token_hash = _hash(refresh_token)
+        user: User | None = None
+        fresh = ""
         async with self._repository.transaction() as conn:
             stored = await self._repository.refresh_token_for_update(conn, token_hash)
             if stored is None or stored.revoked_at is not None:
@@ -117,6 +119,7 @@ class AuthService:
                 fresh = await self._new_refresh_token(conn, user, stored.family_id, now)
         if reuse:  # after the commit, so the revocation sticks
             raise Unauthenticated("refresh token reused: every session of this login is revoked")
+        assert user is not None  # set on the non-reuse path above
         return self._session(user, fresh, now)
 
     async def profile(self, access_token: str) -> User:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,7 @@ class OutboxRelay:
         poll_interval: float = 0.25,
         batch_size: int = 200,
         clock: Clock = _utcnow,
+        on_publish: Callable[[float], None] | None = None,
     ) -> None:
         self._store, self._bus = store, bus
         self._max_retries = max_retries
@@ -60,6 +62,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._clock = clock
+        self._on_publish = on_publish
         self._wake = asyncio.Event()
         # One batch at a time in this process: the loop and a shutdown flush must not both
         # send the rows of one claim (SQLite claims take no row locks).
@@ -130,9 +133,12 @@ class OutboxRelay:
             retry=retry_if_exception_type(BusError) & retry_if_not_exception_type(Unroutable),
             reraise=True,
         )
+        started = time.perf_counter()
         async for attempt in retrying:
             with attempt:
                 await self._bus.publish(message)
+        if self._on_publish is not None:
+            self._on_publish(time.perf_counter() - started)
 
     async def _run(self) -> None:
         while True:

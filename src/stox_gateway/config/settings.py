@@ -28,39 +28,48 @@ Environment = Literal["development", "test", "production"]
 
 class ServerSettings(BaseModel):
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     environment: Environment = "development"
-    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request bodies above → 413")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="request bodies above → 413"
+    )
     cors_origins: list[str] = Field(default_factory=list)
     shutdown_timeout: Duration = timedelta(seconds=10)
-    rate_limit: float = Field(0, ge=0, description="requests per second per client; 0 = off")
-    rate_limit_burst: int = Field(100, ge=1)
+    rate_limit: float = Field(
+        default=0, ge=0, description="requests per second per client; 0 = off"
+    )
+    rate_limit_burst: int = Field(default=100, ge=1)
 
 
 class RabbitMQSettings(BaseModel):
     url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
     exchange: str = "workflow_exchange"
-    max_retries: int = Field(3, ge=0)
+    max_retries: int = Field(default=3, ge=0)
     retry_delay: Duration = timedelta(seconds=5)
     publish_timeout: Duration = timedelta(seconds=10)
-    prefetch: int = Field(32, ge=1)
+    prefetch: int = Field(default=32, ge=1)
     queue_type: Literal["classic", "quorum"] = "classic"
-    delivery_limit: int = Field(5, ge=1, description="deliveries before a message is dead-lettered")
-    queue_prefix: str = Field("stox", description="prefix of every queue name the gateway declares")
+    delivery_limit: int = Field(
+        default=5, ge=1, description="deliveries before a message is dead-lettered"
+    )
+    queue_prefix: str = Field(
+        default="stox", description="prefix of every queue name the gateway declares"
+    )
 
 
 class DatabaseSettings(BaseModel):
     url: SecretStr = SecretStr("sqlite+aiosqlite:///./stox.db")
     schema_name: str | None = Field(
-        None, description="PostgreSQL schema for the tables (default: the search path's first)"
+        default=None,
+        description="PostgreSQL schema for the tables (default: the search path's first)",
     )
     echo: bool = False
-    pool_size: int = Field(10, ge=1)
+    pool_size: int = Field(default=10, ge=1)
 
 
 class ServiceAddress(BaseModel):
     host: str = "localhost"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
 
 
 class ServicesSettings(BaseModel):
@@ -74,7 +83,7 @@ class StepPolicy(BaseModel):
     """Deadline and attempts of one step type; the workflow definition's defaults."""
 
     timeout: Duration = timedelta(seconds=60)
-    max_attempts: int = Field(3, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
 
 
 class WorkflowSettings(BaseModel):
@@ -86,22 +95,26 @@ class WorkflowSettings(BaseModel):
 
 class WorkersSettings(BaseModel):
     embedded: bool = True
-    noop: bool = Field(False, description="services answer every step at once with {} (load tests)")
-    noop_delay: Duration = Field(timedelta(0), description="a no-op service's pretend work time")
+    noop: bool = Field(
+        default=False, description="services answer every step at once with {} (load tests)"
+    )
+    noop_delay: Duration = Field(
+        default=timedelta(0), description="a no-op service's pretend work time"
+    )
     report_via: Literal["bus", "http", "grpc"] = "bus"
     gateway_url: str = "http://localhost:8080"
     gateway_grpc: str = "localhost:50052"
-    concurrency: int = Field(8, ge=1)
+    concurrency: int = Field(default=8, ge=1)
     effects_log: Path | None = Field(
-        None,
+        default=None,
         description="SQLite effects journal: each attempt handled once, repeats answered from it",
     )
 
 
 class WebSocketSettings(BaseModel):
     heartbeat_interval: Duration = timedelta(seconds=30)
-    client_queue_size: int = Field(256, ge=1)
-    max_message_bytes: int = Field(64 * 1024, ge=256)
+    client_queue_size: int = Field(default=256, ge=1)
+    max_message_bytes: int = Field(default=64 * 1024, ge=256)
     allowed_origins: list[str] = Field(default_factory=list)
 
 
@@ -115,7 +128,7 @@ class LoggingSettings(BaseModel):
 
 
 class GrpcSettings(BaseModel):
-    port: int = Field(50052, ge=0, le=65535)
+    port: int = Field(default=50052, ge=0, le=65535)
     host: str = "0.0.0.0"
 
 
@@ -159,7 +172,9 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     grpc: GrpcSettings = GrpcSettings()
     auth: AuthSettings = AuthSettings()
-    replica_id: str = Field("", description="names this replica's update queue; random if empty")
+    replica_id: str = Field(
+        default="", description="names this replica's update queue; random if empty"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -76,12 +76,14 @@ class WorkflowEngine:
         backoff: machine.Backoff | None = None,
         clock: Clock = utcnow,
         on_commit: Callable[[], None] = lambda: None,
+        on_transition: Callable[[machine.Transition, datetime], None] | None = None,
     ) -> None:
         self._store = store
         self._definitions = definitions
         self._backoff = backoff or ExponentialBackoff()
         self._clock = clock
         self._on_commit = on_commit
+        self._on_transition = on_transition
 
     @property
     def definitions(self) -> Definitions:
@@ -190,6 +192,8 @@ class WorkflowEngine:
         if not transition.applied:
             return
         maybe_crash("after_commit_before_publish")
+        if self._on_transition is not None:
+            self._on_transition(transition, transition.workflow.updated_at)
         wf = transition.workflow
         for update in transition.updates:
             # Step-level lines at debug: the hot path stays quiet at info (one line per

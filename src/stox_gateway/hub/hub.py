@@ -95,6 +95,7 @@ class Hub:
         *,
         heartbeat_interval: float = 30.0,
         remembered_workflows: int = 100_000,
+        on_drop: Callable[[], None] | None = None,
     ) -> None:
         self._load_updates = load_updates
         self._heartbeat_interval = heartbeat_interval
@@ -103,6 +104,7 @@ class Hub:
         self._remembered = remembered_workflows
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.dropped_slow = 0
+        self._on_drop = on_drop
 
     @property
     def subscriber_count(self) -> int:
@@ -161,6 +163,8 @@ class Hub:
 
     def _drop(self, subscriber: Subscriber) -> None:
         self.dropped_slow += 1
+        if self._on_drop is not None:
+            self._on_drop()
         self._subscribers.discard(subscriber)
         log.warning("ws.slow_client_dropped", workflow_id=subscriber.workflow_id)
 

@@ -122,7 +122,7 @@ class Worker:
         return report
 
     async def _run(self, ctx: StepContext) -> StepCompletedRequest:
-        base = {
+        base: dict[str, Any] = {
             "workflow_id": ctx.workflow_id,
             "step_id": ctx.step_id,
             "step_type": ctx.step_type,

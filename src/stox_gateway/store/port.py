@@ -91,3 +91,6 @@ class WorkflowStore(Protocol):
     ) -> AbstractAsyncContextManager[OutboxBatch]: ...
 
     async def outbox_backlog(self) -> int: ...
+
+    async def outbox_oldest_due(self, now: datetime) -> datetime | None:
+        """When the oldest unsent row became due (None: nothing waiting)."""

@@ -37,6 +37,7 @@ from stox_gateway.engine.models import (
 from stox_gateway.store import migrate
 from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
 from stox_gateway.store.tables import (
+    UTCDateTime,
     idempotency_keys,
     outbox,
     steps,
@@ -357,6 +358,17 @@ class SqlStore:
                 await _mark_sent(conn, ids, now)
 
             yield _Batch(rows, mark_locked)
+
+    async def outbox_oldest_due(self, now: datetime) -> datetime | None:
+        query = sa.select(sa.func.min(outbox.c.available_at)).where(
+            outbox.c.sent_at.is_(None), outbox.c.available_at <= now
+        )
+        async with self._reading() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        if value is None:
+            return None
+        moment: datetime = UTCDateTime().process_result_value(value, self.engine.dialect)  # type: ignore[assignment]
+        return moment
 
     async def outbox_backlog(self) -> int:
         query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
