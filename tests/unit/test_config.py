@@ -110,3 +110,12 @@ def test_the_example_config_documents_every_key_and_loads() -> None:
     documented = _yaml_keys(yaml.safe_load(example.read_text()))
     assert documented == _keys(Settings())
     load_settings(example)
+
+
+@pytest.mark.parametrize(
+    "text", ["5s", "250ms", "15m", "30d", "1h30m", "0s", "1.5s", "2h", "1d2h3m4s"]
+)
+def test_durations_print_as_they_were_written(text: str) -> None:
+    from stox_gateway.config.durations import format_duration
+
+    assert format_duration(parse_duration(text)) == text

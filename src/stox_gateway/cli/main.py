@@ -23,6 +23,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _add_operator_commands() -> None:
+    from stox_gateway.cli.operator import config_app, db_app, workflows_app
+
+    app.add_typer(workflows_app, name="workflows")
+    app.add_typer(db_app, name="db")
+    app.add_typer(config_app, name="config")
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -31,10 +40,13 @@ ConfigOption = Annotated[
 ]
 
 
-def _settings(config: Path | None, **overrides: Any) -> Settings:
+def load_cli_settings(config: Path | None, *, enforce_production: bool = True) -> Settings:
+    """Settings for a command; a bad file or (for servers) insecure production settings end
+    the command with exit status 2 and a message that says what to change."""
     try:
-        settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
-        enforce(settings)  # refuse insecure production settings before anything starts
+        settings = load_settings(config)
+        if enforce_production:
+            enforce(settings)  # refuse insecure production settings before anything starts
     except (ConfigFileNotFound, InsecureSettings) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -43,6 +55,9 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
         raise typer.Exit(2) from exc
     configure_logging(settings.logging, settings.server.environment)
     return settings
+
+
+_settings = load_cli_settings
 
 
 @app.command()
@@ -148,3 +163,6 @@ def demo(
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+_add_operator_commands()

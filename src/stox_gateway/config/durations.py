@@ -39,8 +39,18 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
+    """The inverse of `parse_duration`: `5s`, `250ms`, `15m`, `30d`, `1h30m`."""
     seconds = value.total_seconds()
-    return f"{seconds:g}s" if seconds >= 1 or seconds == 0 else f"{seconds * 1000:g}ms"
+    if seconds == 0:
+        return "0s"
+    if seconds < 1 or not seconds.is_integer():
+        return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+    parts, rest = [], int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, rest = divmod(rest, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts)
 
 
 Duration = Annotated[
