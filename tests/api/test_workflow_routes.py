@@ -383,3 +383,22 @@ async def test_concurrent_repeats_of_one_key_start_one_workflow(client: httpx.As
     )
     assert {a.status_code for a in answers} == {202}
     assert len({a.json()["workflow_id"] for a in answers}) == 1
+
+
+async def test_asyncapi_describes_every_routing_key(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/asyncapi.json")).json()
+    assert document["asyncapi"].startswith("3.")
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert {
+        "workflow.start",
+        "step.image_processing",
+        "step.ai_enhancement",
+        "step.seo_generation",
+        "step.completed",
+        "workflow.completed",
+        "workflow.failed",
+        "gateway.update",
+        "/ws",
+    } <= addresses
+    envelope = document["components"]["schemas"]["StepEnvelope"]
+    assert {"event_id", "workflow_id", "step_id", "attempt", "data"} <= set(envelope["properties"])

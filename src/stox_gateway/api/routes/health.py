@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from stox_gateway import __version__
+from stox_gateway.api.asyncapi import asyncapi_document
 from stox_gateway.api.responses import JsonResponse
 
 router = APIRouter(tags=["health"])
@@ -42,3 +43,10 @@ async def health(request: Request) -> JsonResponse:
         "websocket_clients": runtime.hub.subscriber_count,
     }
     return JsonResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/asyncapi.json", include_in_schema=False)
+async def asyncapi(request: Request) -> JsonResponse:
+    """The AsyncAPI document of the bus messages and WebSocket updates."""
+    exchange = request.app.state.settings.rabbitmq.exchange
+    return JsonResponse(asyncapi_document(exchange))
