@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from stox_gateway import __version__
+from stox_gateway import __version__, dashboard
 from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from stox_gateway.api.rate_limit import RateLimitMiddleware
@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ws.router)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
 
     # Added last = outermost: the size limit runs before anything reads the body.
     origins = settings.server.cors_origins or (
