@@ -107,15 +107,19 @@ class OutboxRelay:
         async with self._store.claim_outbox(self._clock(), self._batch_size) as batch:
             if not batch.rows:
                 return 0
-            sent: list[int] = []
-            try:
-                for row in batch.rows:
-                    await self._publish(row)
-                    sent.append(row.id)
-            finally:
-                if sent:
-                    maybe_crash("after_publish_before_mark")
-                    await batch.mark_sent(sent)
+            # Pipelined: every publish of the batch is in flight at once and the confirms come
+            # back together. One channel keeps the publish order, so a workflow's updates
+            # still leave in seq order.
+            outcomes = await asyncio.gather(
+                *(self._publish(row) for row in batch.rows), return_exceptions=True
+            )
+            sent = [row.id for row, o in zip(batch.rows, outcomes, strict=True) if o is None]
+            if sent:
+                maybe_crash("after_publish_before_mark")
+                await batch.mark_sent(sent)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                raise failures[0]  # the loop logs it and backs off; the rows stay unsent
             return len(sent)
 
     async def _publish(self, row: OutboxRow) -> None:
