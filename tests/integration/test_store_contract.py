@@ -179,3 +179,43 @@ async def test_two_replicas_racing_one_completion_apply_it_once(postgres_schema:
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_only_one_holder_of_an_exclusive_lock_at_a_time(any_store: SqlStore) -> None:
+    async with any_store.exclusive("job") as first:
+        assert first
+        if any_store.is_sqlite:
+            return  # one process: nothing to exclude
+        other = SqlStore(POSTGRES_URL, schema=None)
+        await other.start()
+        try:
+            async with other.exclusive("job") as second:
+                assert not second
+            async with other.exclusive("another job") as third:
+                assert third
+        finally:
+            await other.close()
+    other = SqlStore(POSTGRES_URL)
+    await other.start()
+    try:
+        async with other.exclusive("job") as after_release:
+            assert after_release
+    finally:
+        await other.close()
+
+
+async def test_deadlines_are_swept_after_a_restart(any_store: SqlStore) -> None:
+    from stox_gateway.engine.sweeper import DeadlineSweeper
+
+    wf = await create(any_store)
+    deadline = wf.steps[0].deadline_at
+    assert deadline is not None
+    later = deadline + timedelta(seconds=1)
+    # A fresh engine and sweeper, as after a restart: the deadline comes from the store.
+    engine = WorkflowEngine(any_store, default_definitions(), clock=lambda: later)
+    sweeper = DeadlineSweeper(any_store, engine, clock=lambda: later)
+    assert await sweeper.sweep_once() == 1
+    stored = await any_store.get(wf.id)
+    assert stored is not None
+    assert stored.steps[0].attempts == 2
+    assert await sweeper.sweep_once() == 0

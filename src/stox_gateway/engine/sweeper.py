@@ -44,6 +44,13 @@ class DeadlineSweeper:
             self._task = None
 
     async def sweep_once(self) -> int:
+        """Time out the steps past their deadline; only one replica sweeps at a time."""
+        async with self._store.exclusive("stox.deadline-sweeper") as mine:
+            if not mine:
+                return 0
+            return await self._sweep()
+
+    async def _sweep(self) -> int:
         timed_out = 0
         for due in await self._store.due_steps(self._clock()):
             if await self._engine.time_out_step(due.workflow_id, due.step_id, due.attempt):

@@ -92,5 +92,9 @@ class WorkflowStore(Protocol):
 
     async def outbox_backlog(self) -> int: ...
 
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Yield True when this process alone may do `name` now (one sweeper at a time)."""
+        ...
+
     async def outbox_oldest_due(self, now: datetime) -> datetime | None:
         """When the oldest unsent row became due (None: nothing waiting)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from stox_gateway import codec
@@ -151,10 +152,10 @@ class SqlStore:
                     conn = await conn.execution_options(stox_write=True)
                     async with conn.begin():
                         yield conn
-            except (OSError, OperationalError) as exc:
-                if isinstance(exc, OperationalError) and not _is_connection_error(exc):
+            except (OSError, DBAPIError) as exc:
+                if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
                     raise
-                raise Unavailable(f"database: {exc}") from exc
+                raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -320,10 +321,36 @@ class SqlStore:
         try:
             async with self.engine.connect() as conn:
                 yield conn
-        except (OSError, OperationalError) as exc:
-            if isinstance(exc, OperationalError) and not _is_connection_error(exc):
+        except (OSError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
                 raise
-            raise Unavailable(f"database: {exc}") from exc
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    # -- coordination ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Try to be the only process doing `name` right now (a PostgreSQL advisory lock).
+
+        Yields False when another replica holds it. SQLite serves one process: always True.
+        """
+        if self.is_sqlite:
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        async with self.engine.connect() as conn:
+            got = bool(
+                (
+                    await conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                ).scalar()
+            )
+            await conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    await conn.commit()
 
     # -- outbox ----------------------------------------------------------------------------
 
@@ -420,11 +447,23 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _is_connection_error(exc: OperationalError) -> bool:
+def _is_connection_error(exc: DBAPIError) -> bool:
+    """A lost or refused connection (retry later: 503), not a bad statement (a bug: 500)."""
+    if exc.connection_invalidated or isinstance(exc.orig, OSError):
+        return True
     text = str(exc.orig).lower() if exc.orig else str(exc).lower()
     return any(
         needle in text
-        for needle in ("connect", "connection", "server closed", "terminating", "refused")
+        for needle in (
+            "connect",
+            "connection",
+            "server closed",
+            "terminating",
+            "refused",
+            "shutting down",
+            "starting up",
+            "database is locked",
+        )
     )
 
 
