@@ -66,11 +66,11 @@ def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
             f"a {step} step is due (first try or retry): the service's work",
             "send",
         )
-    for key, (schema, summary, action) in events.items():
+    for key, (schema_name, summary, action) in events.items():
         channel_id = key.replace(".", "_")
         channels[channel_id] = {
             "address": key,
-            "messages": {schema: message(key, schema, summary)},
+            "messages": {schema_name: message(key, schema_name, summary)},
             "bindings": amqp_binding,
         }
         operations[f"{action}_{channel_id}"] = {
