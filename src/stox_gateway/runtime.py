@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from stox_gateway import codec
@@ -32,6 +33,7 @@ from stox_gateway.grpc.auth_client import AuthClient
 from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
 from stox_gateway.observability.metrics import Metrics
+from stox_gateway.observability.tracing import setup_tracing, span
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
@@ -75,6 +77,7 @@ class Runtime:
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> AsyncIterator[Runtime]:
         """Start a gateway's parts; `bus` lets tests share one in-memory broker between several."""
         settings = enforce(settings)
+        stop_tracing = setup_tracing(settings.tracing)
         replica_id = settings.replica_id or uuid.uuid4().hex[:12]
         prefix = settings.rabbitmq.queue_prefix
         async with contextlib.AsyncExitStack() as stack:
@@ -182,6 +185,7 @@ class Runtime:
             )
             yield runtime
             log.info("gateway.stopping", replica_id=replica_id)
+        stop_tracing()
         log.info("gateway.stopped", replica_id=replica_id)
 
     async def _connect_auth(self, stack: contextlib.AsyncExitStack) -> None:
@@ -246,7 +250,15 @@ class Runtime:
             correlation_id=request.correlation_id or delivery.message.correlation_id,
         )
         try:
-            await self.engine.complete_step(completion_from_request(request))
+            with span(
+                "complete_step",
+                headers=delivery.message.headers,
+                kind=SpanKind.CONSUMER,
+                workflow_id=request.workflow_id,
+                step_type=request.step_type,
+                via="amqp",
+            ):
+                await self.engine.complete_step(completion_from_request(request))
         except (CompletionRejected, WorkflowNotFound) as exc:
             log.warning("completion.refused", reason=str(exc), via="amqp")
             raise Reject(str(exc)) from exc

@@ -12,6 +12,7 @@ from typing import Any
 from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
 from stox_gateway.engine.models import JSON, Step, Update, Workflow
+from stox_gateway.observability.tracing import trace_headers
 
 UPDATE_ROUTING_KEY = "gateway.update"
 COMPLETION_ROUTING_KEY = "step.completed"
@@ -76,8 +77,9 @@ def workflow_to_wire(workflow: Workflow) -> JSON:
 def outgoing_messages(transition: Transition, new_id: Any) -> list[OutgoingMessage]:
     """Every bus message a transition causes: its events, then one `gateway.update` per update."""
     wf = transition.workflow
-    messages = [_event_message(e) for e in transition.events]
-    owner_header = {"x-owner": wf.owner} if wf.owner else {}
+    traced = trace_headers()  # the trace of the request or report that caused the change
+    messages = [_event_message(e, traced) for e in transition.events]
+    owner_header = {"x-owner": wf.owner, **traced} if wf.owner else traced
     for update in transition.updates:
         messages.append(
             OutgoingMessage(
@@ -92,7 +94,7 @@ def outgoing_messages(transition: Transition, new_id: Any) -> list[OutgoingMessa
     return messages
 
 
-def _event_message(event: BusEvent) -> OutgoingMessage:
+def _event_message(event: BusEvent, headers: dict[str, str]) -> OutgoingMessage:
     return OutgoingMessage(
         routing_key=event.routing_key,
         message_id=event.event_id,
@@ -100,4 +102,5 @@ def _event_message(event: BusEvent) -> OutgoingMessage:
         body=codec.dumps(event.body),
         available_at=event.available_at,
         mandatory=event.mandatory,
+        headers=headers,
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from opentelemetry.trace import SpanKind
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -25,6 +26,7 @@ from tenacity import (
 
 from stox_gateway.bus.port import Bus, BusError, Message, Unroutable
 from stox_gateway.engine.errors import Unavailable
+from stox_gateway.observability.tracing import span
 from stox_gateway.store.port import OutboxRow, WorkflowStore
 
 log = structlog.get_logger(__name__)
@@ -138,9 +140,16 @@ class OutboxRelay:
             reraise=True,
         )
         started = time.perf_counter()
-        async for attempt in retrying:
-            with attempt:
-                await self._bus.publish(message)
+        with span(
+            f"publish {row.routing_key}",
+            headers=row.headers,
+            kind=SpanKind.PRODUCER,
+            routing_key=row.routing_key,
+            correlation_id=row.correlation_id,
+        ):
+            async for attempt in retrying:
+                with attempt:
+                    await self._bus.publish(message)
         if self._on_publish is not None:
             self._on_publish(time.perf_counter() - started)
 

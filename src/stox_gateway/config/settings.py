@@ -150,6 +150,11 @@ class AuthSettings(BaseModel):
     request_timeout: Duration = timedelta(seconds=5)  # deadline of each AuthService call
 
 
+class TracingSettings(BaseModel):
+    otlp_endpoint: str | None = None  # e.g. http://localhost:4318/v1/traces; unset = off
+    service_name: str = "stox-gateway"
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, then pass it down."""
 
@@ -172,6 +177,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     grpc: GrpcSettings = GrpcSettings()
     auth: AuthSettings = AuthSettings()
+    tracing: TracingSettings = TracingSettings()
     replica_id: str = Field(
         default="", description="names this replica's update queue; random if empty"
     )

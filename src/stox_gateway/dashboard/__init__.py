@@ -1,5 +1,9 @@
-"""The dashboard served at `/`: a live view of workflows for a shop team (no build step)."""
+"""The dashboard served at `/`: a live view of workflows for a shop team (no build step).
 
-from fastapi import APIRouter
+The page is plain HTML, CSS and JavaScript modules in `static/`; `routes.py` serves it, the
+media folder (`/media/…`) and image uploads (`POST /api/v1/media`).
+"""
 
-router = APIRouter(include_in_schema=False)
+from stox_gateway.dashboard.routes import MAX_UPLOAD_BODY, MAX_UPLOAD_BYTES, router
+
+__all__ = ["MAX_UPLOAD_BODY", "MAX_UPLOAD_BYTES", "router"]

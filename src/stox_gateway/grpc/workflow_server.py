@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
+from opentelemetry.trace import SpanKind
 
 from stox_gateway.auth.errors import Unauthenticated
 from stox_gateway.auth.guard import Caller, bearer
@@ -18,6 +19,7 @@ from stox_gateway.grpc.convert import from_struct, update_message, workflow_mess
 from stox_gateway.grpc.generated.stox.v1 import workflow_pb2, workflow_pb2_grpc
 from stox_gateway.hub import Subscriber
 from stox_gateway.hub.feed import first_frames
+from stox_gateway.observability.tracing import span
 from stox_gateway.wire import workflow_to_wire
 
 if TYPE_CHECKING:
@@ -49,6 +51,17 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             self._runtime.guard.check_service(_metadata(context, "x-service-token"))
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        with span(
+            "complete_step",
+            headers=dict(context.invocation_metadata() or ()),
+            kind=SpanKind.SERVER,
+            workflow_id=request.workflow_id,
+            step_type=request.step_type,
+            via="grpc",
+        ):
+            return await self._complete(request, context)
+
+    async def _complete(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         completion = Completion(
             workflow_id=request.workflow_id,
             step_id=request.step_id,

@@ -13,6 +13,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from stox_gateway import codec
 from stox_gateway.bus.port import Bus, Message
 from stox_gateway.config.settings import Settings
+from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 
 log = structlog.get_logger(__name__)
@@ -56,7 +57,7 @@ class BusReporter:
                 body=codec.dumps(envelope.model_dump(mode="json")),
                 message_id=envelope.event_id or "",
                 correlation_id=correlation_id,
-                headers=self._headers,
+                headers={**self._headers, **trace_headers()},
             )
         )
 
@@ -85,6 +86,7 @@ class HttpReporter:
 
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
         headers = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+        headers.update(trace_headers())
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=0.2, max=5),
@@ -149,9 +151,9 @@ class GrpcReporter:
         )
         if completion.attempt is not None:
             request.attempt = completion.attempt
-        metadata = self._metadata + (
-            (("x-correlation-id", correlation_id),) if correlation_id else ()
-        )
+        metadata = self._metadata + tuple(trace_headers().items())
+        if correlation_id:
+            metadata += (("x-correlation-id", correlation_id),)
 
         def transient(exc: BaseException) -> bool:
             return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (

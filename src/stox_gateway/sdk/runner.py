@@ -10,6 +10,7 @@ import structlog
 
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.config.settings import Settings
+from stox_gateway.observability.tracing import setup_tracing
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker
@@ -43,6 +44,7 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
         from stox_gateway.services.registry import reference_handlers
 
         handler = reference_handlers(settings)[step_type]
+    stop_tracing = setup_tracing(settings.tracing)
     bus = make_bus(settings)
     await bus.start()
     reporter = make_reporter(settings, bus)
@@ -68,4 +70,5 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
     finally:
         await reporter.close()
         await bus.close()
+        stop_tracing()
     log.info("worker.stopped", step_type=step_type, handled=worker.handled)

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from stox_gateway import codec
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription
+from stox_gateway.observability.tracing import span
 from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
@@ -99,8 +101,16 @@ class Worker:
             workflow_id=ctx.workflow_id, correlation_id=ctx.correlation_id
         )
         try:
-            report = await self._handle_once(ctx)
-            await self._reporter.report(report, ctx.correlation_id)
+            with span(
+                f"handle {ctx.step_type}",
+                headers=delivery.message.headers,
+                kind=SpanKind.CONSUMER,
+                workflow_id=ctx.workflow_id,
+                correlation_id=ctx.correlation_id,
+                attempt=ctx.attempt,
+            ):
+                report = await self._handle_once(ctx)
+                await self._reporter.report(report, ctx.correlation_id)
             self.handled += 1
         finally:
             structlog.contextvars.reset_contextvars(**bound)
