@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-dev test test-fast lint format build clean
+.PHONY: install run run-dev test test-fast lint format build clean bench chaos chaos-reduced
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
@@ -42,3 +42,13 @@ build: $(STAMP)  ## the distributable wheel, in dist/
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+bench: $(STAMP)  ## Stox vs Celery vs Dramatiq vs raw aio-pika; table in bench/results/
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py
+
+chaos: $(STAMP)  ## the full fault-injection suite; table in chaos/results/latest.md
+	$(BIN)/python -m chaos.run
+
+chaos-reduced: $(STAMP)  ## every fault once, with few workflows, as a test
+	$(BIN)/python -m pytest -m chaos tests/e2e/test_chaos_reduced.py

@@ -36,6 +36,7 @@ router = APIRouter(include_in_schema=False)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
+MEDIA_UPLOAD_PATH = "/api/v1/media"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 """The largest image `POST /api/v1/media` accepts."""
 MULTIPART_OVERHEAD = 64 * 1024
@@ -140,7 +141,7 @@ class _TooLarge(Exception):
     pass
 
 
-@router.post("/api/v1/media", status_code=201)
+@router.post(MEDIA_UPLOAD_PATH, status_code=201)
 async def upload_media(request: Request) -> JsonResponse:
     """Save one image (multipart field `file`) in the media folder; `201 {"name": ...}`.
 

@@ -92,9 +92,13 @@ export class LoginView {
       session.set(answer);
       await this.app.signedIn();
     } catch (error) {
-      const details = (error.details ?? []).map((d) => d.message).filter(Boolean);
-      this.fail(error.status === 401 ? 'The email or the password is not right.'
-        : [error.message, ...details].join(' — '));
+      const details = (error.details ?? []).filter((d) => d.message).map((d) => {
+        const message = String(d.message).replace(/^Value error, /, '');
+        return d.field ? `${String(d.field).replaceAll('_', ' ')}: ${message}` : message;
+      });
+      if (error.status === 401) this.fail('The email or the password is not right.');
+      else if (details.length) this.fail(details.join('\n'));
+      else this.fail(error.message || 'That did not work; try again.');
     } finally {
       this.button.disabled = false;
     }

@@ -54,7 +54,7 @@ export class Store extends EventTarget {
     }
     const id = message.workflow_id;
     if (!id || typeof message.seq !== 'number') return;
-    if (timeline) this.#record(message);
+    const recorded = timeline && this.#record(message);
     const known = this.workflows.get(id);
     if (!known) {
       if (message.type === 'workflow_started' && message.seq === 1) {
@@ -66,7 +66,11 @@ export class Store extends EventTarget {
       }
       return;
     }
-    if (message.seq <= known.seq) return; // already folded in
+    if (message.seq <= known.seq) {
+      // Already folded in (an API answer was ahead of the socket): only the history grew.
+      if (recorded) this.#changed(id);
+      return;
+    }
     if (message.seq > known.seq + 1) {
       this.#wait(message);
       return;
@@ -88,11 +92,11 @@ export class Store extends EventTarget {
   #record(message) {
     let log = this.timelines.get(message.workflow_id);
     if (!log) this.timelines.set(message.workflow_id, (log = new Map()));
-    if (!log.has(message.seq)) {
-      log.set(message.seq, {
-        seq: message.seq, type: message.type, timestamp: message.timestamp, data: message.data,
-      });
-    }
+    if (log.has(message.seq)) return false;
+    log.set(message.seq, {
+      seq: message.seq, type: message.type, timestamp: message.timestamp, data: message.data,
+    });
+    return true;
   }
 
   #wait(message) {

@@ -100,7 +100,9 @@ export class WorkflowView {
   }
 
   notFound() {
-    this.feed?.stop();
+    const feed = this.feed;
+    this.feed = null; // not part of the connection state any more
+    feed?.stop();
     this.body.replaceChildren(
       h('h1', { tabindex: '-1' }, 'Workflow not found'),
       h('div', { class: 'notice', 'data-testid': 'not-found' },
@@ -145,8 +147,6 @@ export class WorkflowView {
         card.dataset.testid = `step-${step.type}`;
         card.dataset.state = step.status;
         card.dataset.attempts = String(step.attempts);
-        card.setAttribute('aria-label',
-          `Step ${index + 1}, ${stepLabel(step.type)}: ${STEP_STATE_TEXT[step.status] ?? step.status}`);
       }
       const panel = this.results.children[index];
       const resultSig = JSON.stringify([step.status, step.result, step.error]);

@@ -1,0 +1,40 @@
+"""The systems measured side by side, in table order; `make(key, ctx, trial)` builds one."""
+
+from __future__ import annotations
+
+from bench.variants.base import Context, Variant
+
+LABELS = {
+    "stox-rmq-sqlite": "Stox on RabbitMQ, SQLite",
+    "stox-rmq-pg": "Stox on RabbitMQ, PostgreSQL",
+    "stox-embedded": "Stox embedded (memory bus, SQLite)",
+    "celery": "Celery 5 chain",
+    "dramatiq": "Dramatiq pipeline",
+    "raw-aio-pika": "Raw aio-pika floor",
+}
+VARIANTS = tuple(LABELS)
+BASELINE = "celery"
+
+
+def make(key: str, ctx: Context, trial: str) -> Variant:
+    from bench.variants.frameworks import CeleryVariant, DramatiqVariant
+    from bench.variants.rawpika import RawPikaVariant
+    from bench.variants.stox import StoxVariant
+
+    variant: Variant
+    if key == "stox-rmq-sqlite":
+        variant = StoxVariant(ctx, trial, bus="rabbitmq", database="sqlite")
+    elif key == "stox-rmq-pg":
+        variant = StoxVariant(ctx, trial, bus="rabbitmq", database="postgresql")
+    elif key == "stox-embedded":
+        variant = StoxVariant(ctx, trial, bus="memory", database="sqlite")
+    elif key == "celery":
+        variant = CeleryVariant(ctx, trial)
+    elif key == "dramatiq":
+        variant = DramatiqVariant(ctx, trial)
+    elif key == "raw-aio-pika":
+        variant = RawPikaVariant(ctx, trial)
+    else:
+        raise KeyError(f"unknown variant {key!r}; choose from {', '.join(VARIANTS)}")
+    variant.key, variant.label = key, LABELS[key]
+    return variant
