@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-dev test test-fast lint format build clean bench chaos chaos-reduced
+.PHONY: install run run-dev test test-fast lint format build clean bench chaos chaos-reduced fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
@@ -52,3 +52,6 @@ chaos: $(STAMP)  ## the full fault-injection suite; table in chaos/results/lates
 
 chaos-reduced: $(STAMP)  ## every fault once, with few workflows, as a test
 	$(BIN)/python -m pytest -m chaos tests/e2e/test_chaos_reduced.py
+
+fuzz: $(STAMP)  ## schemathesis against the gateway's own OpenAPI document
+	$(BIN)/python -m pytest -m fuzz tests/contract
