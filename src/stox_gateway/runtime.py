@@ -1,8 +1,11 @@
 """Everything a gateway process runs, composed in one place.
 
 `Runtime.open(settings)` starts the parts in dependency order on an `AsyncExitStack` and stops
-them in reverse: store → bus → hub → consumers → outbox relay → deadline sweeper → embedded
-workers. Read this file to see what a gateway is made of.
+them in reverse: store → bus → hub → outbox relay → deadline sweeper → consumers → gRPC server →
+embedded workers. So on shutdown whatever applies completions (the embedded workers' reports,
+gRPC, the AMQP consumers) stops first, then the sweeper, then the relay flushes the outbox —
+the next steps of the completions applied while stopping included — and the bus and store
+close last. Read this file to see what a gateway is made of.
 """
 
 from __future__ import annotations
@@ -15,17 +18,24 @@ from dataclasses import dataclass, field
 import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from stox_gateway import codec
 from stox_gateway.auth.errors import Unauthenticated
 from stox_gateway.auth.guard import Guard
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
-from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Transient
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
-from stox_gateway.engine.errors import CompletionRejected, WorkflowNotFound
+from stox_gateway.engine.errors import CompletionRejected, Unavailable, WorkflowNotFound
 from stox_gateway.engine.models import Completion
 from stox_gateway.engine.service import ExponentialBackoff, WorkflowEngine
 from stox_gateway.engine.sweeper import DeadlineSweeper
@@ -71,6 +81,10 @@ class Runtime:
     auth_client: AuthClient | None = None
     grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
+    # An AMQP completion waits this long (with backoff) for the database before it is handed
+    # back to its queue, uncounted, to be tried again `completion_retry_after` seconds later.
+    completion_patience: float = 15.0
+    completion_retry_after: float = 1.0
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -141,35 +155,15 @@ class Runtime:
                 metrics,
             )
 
-            updates = await bus.consume(
-                QueueSpec(
-                    name=f"{prefix}.gateway.updates.{replica_id}",
-                    bindings=(UPDATE_ROUTING_KEY,),
-                    durable=False,
-                    exclusive=True,
-                    dead_letter=False,
-                    prefetch=512,
-                ),
-                runtime._on_update,
-            )
-            stack.push_async_callback(updates.cancel)
-            completions = await bus.consume(
-                QueueSpec(
-                    name=f"{prefix}.gateway.completed",
-                    bindings=(COMPLETION_ROUTING_KEY,),
-                    prefetch=settings.rabbitmq.prefetch,
-                    concurrency=16,
-                ),
-                runtime._on_completion,
-            )
-            stack.push_async_callback(completions.cancel)
-
+            # The relay and the sweeper start before anything that applies completions, so
+            # they stop after it: what is committed while the gateway stops is still sent.
             await relay.start()
             stack.push_async_callback(relay.stop)
 
             await sweeper.start()
             stack.push_async_callback(sweeper.stop)
 
+            await runtime._start_consumers(stack)
             runtime.grpc_port = await stack.enter_async_context(
                 workflow_server(runtime, settings.grpc.host, settings.grpc.port)
             )
@@ -187,6 +181,32 @@ class Runtime:
             log.info("gateway.stopping", replica_id=replica_id)
         stop_tracing()
         log.info("gateway.stopped", replica_id=replica_id)
+
+    async def _start_consumers(self, stack: contextlib.AsyncExitStack) -> None:
+        """This replica's WebSocket updates and the shared completion queue."""
+        prefix = self.settings.rabbitmq.queue_prefix
+        updates = await self.bus.consume(
+            QueueSpec(
+                name=f"{prefix}.gateway.updates.{self.replica_id}",
+                bindings=(UPDATE_ROUTING_KEY,),
+                durable=False,
+                exclusive=True,
+                dead_letter=False,
+                prefetch=512,
+            ),
+            self._on_update,
+        )
+        stack.push_async_callback(updates.cancel)
+        completions = await self.bus.consume(
+            QueueSpec(
+                name=f"{prefix}.gateway.completed",
+                bindings=(COMPLETION_ROUTING_KEY,),
+                prefetch=self.settings.rabbitmq.prefetch,
+                concurrency=16,
+            ),
+            self._on_completion,
+        )
+        stack.push_async_callback(completions.cancel)
 
     async def _connect_auth(self, stack: contextlib.AsyncExitStack) -> None:
         """The AuthService client; in the embedded default the reference service runs here."""
@@ -258,9 +278,36 @@ class Runtime:
                 step_type=request.step_type,
                 via="amqp",
             ):
-                await self.engine.complete_step(completion_from_request(request))
+                await self._apply(completion_from_request(request))
         except (CompletionRejected, WorkflowNotFound) as exc:
             log.warning("completion.refused", reason=str(exc), via="amqp")
             raise Reject(str(exc)) from exc
         finally:
             structlog.contextvars.reset_contextvars(**bound)
+
+    async def _apply(self, completion: Completion) -> None:
+        """Commit a completion, waiting out a database outage rather than failing the delivery.
+
+        A failed delivery counts towards the bus's delivery limit, which is there for poison
+        messages: a restart of the database would dead-letter valid reports within a second.
+        So wait (bounded), then raise `Transient`: the bus requeues the report uncounted.
+        """
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self.completion_patience),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception_type(Unavailable),
+            before_sleep=_log_first_wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self.engine.complete_step(completion)
+        except Unavailable as exc:
+            raise Transient(str(exc), retry_after=self.completion_retry_after) from exc
+
+
+def _log_first_wait(state: RetryCallState) -> None:
+    if state.attempt_number == 1:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("completion.waiting_for_database", error=str(error), via="amqp")

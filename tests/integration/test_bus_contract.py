@@ -1,15 +1,18 @@
-"""One contract for every bus adapter: routing, competing consumers, redelivery, dead letters."""
+"""One contract for every bus adapter: routing, competing consumers, redelivery, dead letters,
+and transient failures that do not use up the delivery limit."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from stox_gateway.bus.port import Delivery, Message, QueueSpec, Reject, Unroutable
+from stox_gateway.bus.port import Delivery, Message, QueueSpec, Reject, Transient, Unroutable
 
 
 def message(key: str, body: bytes = b"{}", **kw: Any) -> Message:
@@ -148,6 +151,63 @@ async def test_reject_dead_letters_at_once_with_the_reason(any_bus: Any) -> None
             await asyncio.sleep(0.05)
     assert calls == 1
     assert dead[0].reason == "not a step message"
+
+
+async def take_dead_letters(bus: Any, queue_name: str, settle: float = 0.3) -> list[Any]:
+    """The queue's dead letters, after a pause long enough for a wrong one to arrive."""
+    await asyncio.sleep(settle)
+    return list(await bus.dead_letters(queue_name))
+
+
+async def test_a_transient_failure_is_requeued_without_using_up_the_delivery_limit(
+    any_bus: Any,
+) -> None:
+    """An outage of what the handler needs says nothing about the message: it waits, uncounted."""
+    calls: list[tuple[int, float]] = []
+
+    async def handler(delivery: Delivery) -> None:
+        calls.append((delivery.delivery_count, time.monotonic()))
+        if len(calls) <= 5:  # more than the delivery limit (3) of these tests
+            raise Transient("database unavailable", retry_after=0.2)
+
+    spec = queue(any_bus, "transient", "transient.key")
+    await any_bus.consume(spec, handler)
+    await any_bus.publish(message("transient.key", b"valid"))
+    await wait_for(lambda: len(calls) >= 6, timeout=20)
+    assert [count for count, _ in calls] == [1] * 6
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(calls)]
+    assert min(gaps) >= 0.15, gaps  # it waited `retry_after` before coming back
+    await asyncio.sleep(0.3)
+    assert len(calls) == 6  # acked once it succeeded
+    assert await take_dead_letters(any_bus, spec.name) == []
+
+
+async def test_transient_failures_between_real_ones_leave_the_count_alone(any_bus: Any) -> None:
+    """A poison message is still dead-lettered after `delivery_limit` real failures."""
+    outcomes: list[BaseException] = [
+        Transient("down", retry_after=0.01),
+        RuntimeError("poison"),
+        Transient("down", retry_after=0.01),
+        Transient("down", retry_after=0.01),
+        RuntimeError("poison"),
+        RuntimeError("poison"),
+    ]
+    counts: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        counts.append(delivery.delivery_count)
+        raise outcomes[len(counts) - 1]
+
+    spec = queue(any_bus, "mixed", "mixed.key")
+    await any_bus.consume(spec, handler)
+    await any_bus.publish(message("mixed.key", b"bad"))
+    dead: list[Any] = []
+    async with asyncio.timeout(20):
+        while not dead:
+            dead.extend(await any_bus.dead_letters(spec.name))
+            await asyncio.sleep(0.05)
+    assert counts == [1, 1, 2, 2, 2, 3]
+    assert "poison" in dead[0].reason
 
 
 async def test_an_unroutable_mandatory_message_is_refused(any_bus: Any) -> None:

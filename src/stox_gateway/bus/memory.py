@@ -1,8 +1,9 @@
 """The in-memory bus: the embedded default, and a real product rather than a mock.
 
 Topic routing (`*`, `#`), competing consumers, ack on return, requeue with a delivery count on
-failure, dead letters past the delivery limit or on `Reject`, and `join()` for tests: it waits
-until every queue is drained and every handler has returned.
+failure (uncounted, after a pause, on `Transient`), dead letters past the delivery limit or on
+`Reject`, and `join()` for tests: it waits until every queue is drained and every handler has
+returned.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stox_gateway.bus.port import (
     Message,
     QueueSpec,
     Reject,
+    Transient,
     Unroutable,
 )
 from stox_gateway.bus.topics import topic_matches
@@ -55,21 +57,31 @@ class _Consumer:
     async def _deliver(self, message: Message, count: int) -> None:
         queue = self._queue
         try:
-            await self._handler(Delivery(message, count))
-        except Reject as exc:
-            self._bus._dead_letter(queue, message, exc.reason, count)
+            await self._handle(message, count)
         except asyncio.CancelledError:
             queue.items.put_nowait((message, count))  # not acked: back to the queue
             raise
+        finally:
+            queue.in_flight -= 1
+            self._slots.release()
+            self._bus._maybe_idle()
+
+    async def _handle(self, message: Message, count: int) -> None:
+        """Call the handler and settle the message as the port's ack policy says."""
+        queue = self._queue
+        try:
+            await self._handler(Delivery(message, count))
+        except Reject as exc:
+            self._bus._dead_letter(queue, message, exc.reason, count)
+        except Transient as exc:
+            # Still in hand while it waits (as on RabbitMQ); a cancel puts it back, too.
+            await asyncio.sleep(exc.retry_after)
+            queue.items.put_nowait((message, count))  # not counted: the message is not at fault
         except Exception as exc:
             if count >= self._bus.delivery_limit and queue.spec.dead_letter:
                 self._bus._dead_letter(queue, message, f"{type(exc).__name__}: {exc}", count)
             else:
                 queue.items.put_nowait((message, count + 1))
-        finally:
-            queue.in_flight -= 1
-            self._slots.release()
-            self._bus._maybe_idle()
 
     async def cancel(self) -> None:
         """Stop taking messages, let the handlers in hand finish (ack or requeue), then go."""

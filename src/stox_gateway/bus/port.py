@@ -1,8 +1,14 @@
 """The bus port. Adapters implement it; nothing above them knows which broker is in use.
 
 Ack policy, the same for every adapter: a handler that returns acks the message; one that
-raises `Reject` dead-letters it at once with the reason; any other exception requeues it, and a
-message delivered `delivery_limit` times is dead-lettered with the last error as its reason.
+raises `Reject` dead-letters it at once with the reason; one that raises `Transient` requeues it
+after `retry_after` seconds without counting the delivery; any other exception requeues it, and
+a message delivered `delivery_limit` times is dead-lettered with the last error as its reason.
+
+The delivery limit is for poison messages: a message that fails because something it needs is
+down (the database restarting) says nothing about the message, so it must not use the budget up.
+Whatever happens to the connection, a delivery ends acked, requeued or dead-lettered: never kept
+in hand unsettled.
 """
 
 from __future__ import annotations
@@ -100,3 +106,14 @@ class Reject(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Transient(Exception):
+    """Raised by a handler: the message is fine but cannot be processed now (a dependency is
+    down). Requeue it after `retry_after` seconds; the delivery does not count towards
+    `delivery_limit`, so an outage, however long, never dead-letters a valid message."""
+
+    def __init__(self, reason: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after

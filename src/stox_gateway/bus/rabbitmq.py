@@ -10,15 +10,24 @@ Layout on the broker (all names from configuration):
 
 Delivery limit: a failed message is published again to its queue with `x-stox-deliveries`
 raised by one (then the original is acked), so the count works on classic queues too; at the
-limit, or on `Reject`, it goes to `<queue>.dead` with the reason. Publishing waits for the
-broker's confirm within `publish_timeout`; a mandatory message that no queue takes raises
-`Unroutable` instead of vanishing.
+limit, or on `Reject`, it goes to `<queue>.dead` with the reason. On `Transient` it is published
+again with its count unchanged. Publishing waits for the broker's confirm within
+`publish_timeout`; a mandatory message that no queue takes raises `Unroutable` instead of
+vanishing.
+
+Settling across connection loss: a message delivered on a channel that has since closed is the
+broker's again (it redelivers it), so nothing is done with it. One still in hand whose move
+(requeue or dead letter) cannot be published — after a reconnect the consumer channel can be
+back before the publishing one — is retried for up to `publish_timeout`, then nacked back to
+its queue, so no delivery is left unacked in hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -31,7 +40,8 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, DeliveryError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stox_gateway.bus.port import (
     BusError,
@@ -42,6 +52,7 @@ from stox_gateway.bus.port import (
     Message,
     QueueSpec,
     Reject,
+    Transient,
     Unroutable,
 )
 from stox_gateway.config.settings import RabbitMQSettings
@@ -50,6 +61,8 @@ log = structlog.get_logger(__name__)
 
 DELIVERIES_HEADER = "x-stox-deliveries"
 REASON_HEADER = "x-stox-dead-reason"
+
+Move = Callable[[], Awaitable[None]]  # publishes a message's next place (its queue, or `.dead`)
 
 
 class RabbitMQBus:
@@ -200,23 +213,29 @@ class RabbitMQBus:
         with contextlib.suppress(ValueError):
             self._consumers.remove(consumer)
 
-    async def _retry_or_dead_letter(
-        self, spec: QueueSpec, incoming: AbstractIncomingMessage, count: int, reason: str | None
+    async def _requeue(
+        self, spec: QueueSpec, incoming: AbstractIncomingMessage, deliveries: int
     ) -> None:
-        """Requeue with the delivery count raised, or dead-letter with a reason; then ack."""
+        """Publish the message to its queue again, its next delivery numbered `deliveries`.
+
+        Through the default exchange, with the count in a header (classic queues keep none);
+        at-least-once if we die between this publish and the ack of the original.
+        """
+        default = self._publishing_channel().default_exchange
         message = _to_message(incoming)
-        if reason is None and count < self._settings.delivery_limit:
-            # Back to the queue through the default exchange, with its count (classic queues
-            # keep none); at-least-once if we die between this publish and the ack below.
-            default = self._publishing_channel().default_exchange
-            await self._publish(default, message, spec.name, **{DELIVERIES_HEADER: count + 1})
-        elif spec.dead_letter and self._dlx is not None:
-            why = reason or f"failed {count} deliveries"
-            await self._publish(self._dlx, message, spec.name, **{REASON_HEADER: why[:1000]})
-            log.warning(
-                "bus.dead_lettered", queue=spec.name, message_id=message.message_id, reason=why
-            )
-        await incoming.ack()
+        await self._publish(default, message, spec.name, **{DELIVERIES_HEADER: deliveries})
+
+    async def _dead_letter(
+        self, spec: QueueSpec, incoming: AbstractIncomingMessage, reason: str
+    ) -> None:
+        """Publish the message to `<queue>.dead` with the reason (a queue without one drops it)."""
+        if not spec.dead_letter or self._dlx is None:
+            return
+        message = _to_message(incoming)
+        await self._publish(self._dlx, message, spec.name, **{REASON_HEADER: reason[:1000]})
+        log.warning(
+            "bus.dead_lettered", queue=spec.name, message_id=message.message_id, reason=reason
+        )
 
     def _publishing_channel(self) -> AbstractChannel:
         if self._channel is None:
@@ -264,38 +283,104 @@ class _Consumer:
 
     async def _handle(self, incoming: AbstractIncomingMessage) -> None:
         try:
-            count = max(
-                _int_header(incoming, DELIVERIES_HEADER, 1),
-                _int_header(incoming, "x-delivery-count", 0) + 1,  # quorum queues count too
-            )
-            try:
-                await self._handler(Delivery(_to_message(incoming), count))
-            except Reject as exc:
-                await self._bus._retry_or_dead_letter(self._spec, incoming, count, exc.reason)
-            except Exception as exc:
-                log.warning(
-                    "bus.handler_failed",
-                    queue=self._spec.name,
-                    message_id=incoming.message_id,
-                    error=f"{type(exc).__name__}: {exc}",
-                    delivery=count,
-                )
-                if count >= self._bus._settings.delivery_limit:
-                    reason = f"{type(exc).__name__}: {exc}"
-                    await self._bus._retry_or_dead_letter(self._spec, incoming, count, reason)
-                else:
-                    await self._bus._retry_or_dead_letter(self._spec, incoming, count, None)
-            else:
-                await incoming.ack()
+            if not _in_hand(incoming):
+                return  # its channel closed while it waited for a slot: the broker has it back
+            move = await self._call(incoming, _delivery_count(incoming))
+            await self._settle(incoming, move)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await incoming.nack(requeue=True)
             raise
         except Exception:
-            # The channel died under us: the broker redelivers the unacked message.
-            log.warning("bus.ack_failed", queue=self._spec.name, exc_info=True)
+            log.exception("bus.settle_failed", queue=self._spec.name)
+            await self._give_back(incoming)  # a bug of ours must not keep the message in hand
         finally:
             self._slots.release()
+
+    async def _call(self, incoming: AbstractIncomingMessage, count: int) -> Move | None:
+        """Call the handler; return where the message must go before its ack (None: nowhere)."""
+        bus, spec = self._bus, self._spec
+        try:
+            await self._handler(Delivery(_to_message(incoming), count))
+        except Reject as exc:
+            return functools.partial(bus._dead_letter, spec, incoming, exc.reason)
+        except Transient as exc:
+            log.warning(
+                "bus.handler_deferred",
+                queue=spec.name,
+                message_id=incoming.message_id,
+                reason=exc.reason,
+                retry_after=exc.retry_after,
+            )
+            await asyncio.sleep(exc.retry_after)  # in hand meanwhile: a cancel nacks it back
+            return functools.partial(bus._requeue, spec, incoming, count)  # not counted
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "bus.handler_failed",
+                queue=spec.name,
+                message_id=incoming.message_id,
+                error=error,
+                delivery=count,
+            )
+            if count >= bus._settings.delivery_limit:
+                return functools.partial(bus._dead_letter, spec, incoming, error)
+            return functools.partial(bus._requeue, spec, incoming, count + 1)
+        return None
+
+    async def _settle(self, incoming: AbstractIncomingMessage, move: Move | None) -> None:
+        """Ack, after the move if there is one; a message that cannot move is nacked back."""
+        if move is not None and not await self._moved(incoming, move):
+            await self._give_back(incoming)
+            return
+        try:
+            await incoming.ack()
+        except Exception:
+            # The channel died under us: the broker redelivers the unacked message.
+            log.warning("bus.ack_failed", queue=self._spec.name, exc_info=True)
+
+    async def _moved(self, incoming: AbstractIncomingMessage, move: Move) -> bool:
+        """Publish the move, retrying while the publishing channel is away (a reconnect).
+
+        False when it failed, or when the message's own channel closed meanwhile: the broker
+        has the message back and delivers it again, and a moved copy would be a duplicate.
+        """
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self._bus._settings.publish_timeout.total_seconds()),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception_type(BusUnavailable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if not _in_hand(incoming):
+                        return False
+                    await move()
+        except Exception as exc:
+            log.warning(
+                "bus.move_failed",
+                queue=self._spec.name,
+                message_id=incoming.message_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        return True
+
+    async def _give_back(self, incoming: AbstractIncomingMessage) -> None:
+        """Nack a message still in hand back to its queue; the broker delivers it again.
+
+        Its count is unchanged on a classic queue (the failure is ours, not the message's);
+        a quorum queue counts the redelivery in `x-delivery-count`.
+        """
+        if not _in_hand(incoming):
+            log.warning("bus.channel_lost", queue=self._spec.name, message_id=incoming.message_id)
+            return
+        try:
+            await incoming.nack(requeue=True)
+            log.warning("bus.nacked_back", queue=self._spec.name, message_id=incoming.message_id)
+        except Exception:
+            log.warning("bus.nack_failed", queue=self._spec.name, exc_info=True)
 
     async def cancel(self) -> None:
         if self._tag is not None:
@@ -307,6 +392,22 @@ class _Consumer:
         with contextlib.suppress(Exception):
             await self._channel.close()
         self._bus._forget(self)
+
+
+def _delivery_count(incoming: AbstractIncomingMessage) -> int:
+    """1 on the first delivery: our header, or the quorum queue's own count, whichever is more."""
+    return max(
+        _int_header(incoming, DELIVERIES_HEADER, 1),
+        _int_header(incoming, "x-delivery-count", 0) + 1,
+    )
+
+
+def _in_hand(incoming: AbstractIncomingMessage) -> bool:
+    """Whether the channel the message came on is open, so it is ours to ack or nack."""
+    try:
+        return not incoming.channel.is_closed
+    except ChannelInvalidStateError:
+        return False
 
 
 def _int_header(incoming: AbstractIncomingMessage, name: str, default: int) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from stox_gateway import codec
-from stox_gateway.bus.port import Bus, Message
+from stox_gateway.bus.port import Bus, BusError, Message
 from stox_gateway.config.settings import Settings
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
@@ -19,9 +19,15 @@ from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 log = structlog.get_logger(__name__)
 
 
+class GatewayUnavailable(Exception):
+    """The report was not delivered because the gateway (or its database, or the broker) is
+    away for now; the same report sent later may well be accepted."""
+
+
 class Reporter(Protocol):
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
-        """Deliver the outcome; raise when it was not accepted and may be tried again."""
+        """Deliver the outcome; raise when it was not accepted and may be tried again
+        (`GatewayUnavailable` when the failure is an outage rather than the report's)."""
 
     async def close(self) -> None: ...
 
@@ -51,15 +57,17 @@ class BusReporter:
             correlation_id=correlation_id,
             timestamp=datetime.now(UTC),
         )
-        await self._bus.publish(
-            Message(
-                routing_key="step.completed",
-                body=codec.dumps(envelope.model_dump(mode="json")),
-                message_id=envelope.event_id or "",
-                correlation_id=correlation_id,
-                headers={**self._headers, **trace_headers()},
-            )
+        message = Message(
+            routing_key="step.completed",
+            body=codec.dumps(envelope.model_dump(mode="json")),
+            message_id=envelope.event_id or "",
+            correlation_id=correlation_id,
+            headers={**self._headers, **trace_headers()},
         )
+        try:
+            await self._bus.publish(message)
+        except BusError as exc:  # the broker is away, or did not confirm
+            raise GatewayUnavailable(f"step.completed not published: {exc}") from exc
 
     async def close(self) -> None:
         """The bus belongs to whoever made it."""
@@ -93,22 +101,27 @@ class HttpReporter:
             retry=retry_if_exception(_retryable),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                response = await self._client.post(
-                    "/api/v1/workflow/step-completed",
-                    content=codec.dumps(completion.model_dump(mode="json")),
-                    headers={"Content-Type": "application/json", **headers},
-                )
-                if response.status_code in (404, 409):
-                    log.warning(
-                        "worker.report_refused",
-                        status=response.status_code,
-                        body=response.text[:500],
-                        workflow_id=completion.workflow_id,
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    response = await self._client.post(
+                        "/api/v1/workflow/step-completed",
+                        content=codec.dumps(completion.model_dump(mode="json")),
+                        headers={"Content-Type": "application/json", **headers},
                     )
-                    return
-                response.raise_for_status()
+                    if response.status_code in (404, 409):
+                        log.warning(
+                            "worker.report_refused",
+                            status=response.status_code,
+                            body=response.text[:500],
+                            workflow_id=completion.workflow_id,
+                        )
+                        return
+                    response.raise_for_status()
+        except httpx.HTTPError as exc:
+            if _retryable(exc):
+                raise GatewayUnavailable(f"the gateway did not take the report: {exc}") from exc
+            raise
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -168,6 +181,21 @@ class GrpcReporter:
             retry=retry_if_exception(transient),
             reraise=True,
         )
+        try:
+            await self._call(request, metadata, retrying, completion.workflow_id)
+        except grpc.aio.AioRpcError as exc:
+            if transient(exc):
+                raise GatewayUnavailable(f"CompleteStep: {exc.code().name}") from exc
+            raise
+
+    async def _call(
+        self,
+        request: Any,
+        metadata: tuple[tuple[str, str], ...],
+        retrying: AsyncRetrying,
+        workflow_id: str,
+    ) -> None:
+        grpc = self._grpc
         async for attempt in retrying:
             with attempt:
                 try:
@@ -181,7 +209,7 @@ class GrpcReporter:
                             "worker.report_refused",
                             status=exc.code().name,
                             detail=exc.details(),
-                            workflow_id=completion.workflow_id,
+                            workflow_id=workflow_id,
                         )
                         return
                     raise

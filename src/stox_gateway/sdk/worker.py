@@ -10,15 +10,16 @@ from typing import Any
 import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stox_gateway import codec
-from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription
+from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
 from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
-from stox_gateway.sdk.reporters import Reporter
+from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,9 @@ class Worker:
     The handler's return value is the step's result; raising `NonRetryable` fails the step for
     good, any other exception fails this attempt (the gateway retries while attempts remain).
     The message is acked only after the report was accepted, so a crash before that redelivers.
+    A report the gateway cannot take for now (`GatewayUnavailable`) is tried again for up to
+    `report_patience` seconds; then the message goes back to its queue uncounted (`Transient`),
+    so an outage never dead-letters a step that ran.
     """
 
     def __init__(
@@ -49,6 +53,8 @@ class Worker:
         concurrency: int = 8,
         prefetch: int | None = None,
         effects_log: Path | None = None,
+        report_patience: float = 15.0,
+        report_retry_after: float = 1.0,
     ) -> None:
         self.step_type = step_type
         self._handler = handler
@@ -61,6 +67,7 @@ class Worker:
             prefetch=prefetch or concurrency * 2,
         )
         self._journal = EffectsJournal(effects_log) if effects_log else None
+        self._report_patience, self._report_retry_after = report_patience, report_retry_after
         self._subscription: Subscription | None = None
         self.handled = 0
 
@@ -110,11 +117,32 @@ class Worker:
                 attempt=ctx.attempt,
             ):
                 report = await self._handle_once(ctx)
-                await self._reporter.report(report, ctx.correlation_id)
+                await self._report(report, ctx.correlation_id)
             self.handled += 1
         finally:
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
+
+    async def _report(self, report: StepCompletedRequest, correlation_id: str | None) -> None:
+        """Deliver the report, waiting out an outage of the gateway or the broker (bounded).
+
+        The step has run: a failed delivery would count towards the delivery limit and, after
+        a few, dead-letter a step that succeeded. So retry here, then hand the message back
+        uncounted; its redelivery is answered from the effects journal.
+        """
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self._report_patience),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception_type(GatewayUnavailable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._reporter.report(report, correlation_id)
+        except GatewayUnavailable as exc:
+            log.warning("worker.report_deferred", step_type=self.step_type, error=str(exc))
+            raise Transient(str(exc), retry_after=self._report_retry_after) from exc
 
     async def _handle_once(self, ctx: StepContext) -> StepCompletedRequest:
         """Run the handler, unless the journal shows this attempt was handled already."""
