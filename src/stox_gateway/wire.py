@@ -74,20 +74,25 @@ def workflow_to_wire(workflow: Workflow) -> JSON:
     }
 
 
-def outgoing_messages(transition: Transition, new_id: Any) -> list[OutgoingMessage]:
-    """Every bus message a transition causes: its events, then one `gateway.update` per update."""
+def outgoing_messages(
+    transition: Transition, new_id: Any, traced: dict[str, str] | None = None
+) -> list[OutgoingMessage]:
+    """Every bus message a transition causes: its events, then one `gateway.update` carrying
+    its updates (a JSON array, in seq order). `traced`: the trace context of the request or
+    report that caused the change (the current one when not given)."""
     wf = transition.workflow
-    traced = trace_headers()  # the trace of the request or report that caused the change
+    if traced is None:
+        traced = trace_headers()
     messages = [_event_message(e, traced) for e in transition.events]
-    owner_header = {"x-owner": wf.owner, **traced} if wf.owner else traced
-    for update in transition.updates:
+    if transition.updates:
+        owner_header = {"x-owner": wf.owner, **traced} if wf.owner else traced
         messages.append(
             OutgoingMessage(
                 routing_key=UPDATE_ROUTING_KEY,
                 message_id=new_id(),
                 correlation_id=wf.correlation_id,
-                body=codec.dumps(update_to_wire(update)),
-                available_at=update.timestamp,
+                body=codec.dumps([update_to_wire(u) for u in transition.updates]),
+                available_at=transition.updates[0].timestamp,
                 headers=owner_header,
             )
         )

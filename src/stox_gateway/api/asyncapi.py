@@ -25,6 +25,15 @@ def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
         schema = _schema(model)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas["UpdateBatch"] = {
+        "title": "UpdateBatch",
+        "description": (
+            "Updates in commit order (seq order per workflow): one transition's, or several "
+            "merged by the outbox relay. Each element is a WebSocket update."
+        ),
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/UpdateMessage"},
+    }
     amqp_binding = {
         "amqp": {
             "is": "routingKey",
@@ -55,7 +64,7 @@ def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
             "receive",
         ),
         UPDATE_ROUTING_KEY: (
-            "UpdateMessage",
+            "UpdateBatch",
             "every WebSocket update, after commit; each replica consumes them",
             "send",
         ),

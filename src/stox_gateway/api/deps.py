@@ -1,4 +1,9 @@
-"""Request-scoped access to the running gateway (no globals: the app carries its runtime)."""
+"""Request-scoped access to the running gateway (no globals: the app carries its runtime).
+
+FastAPI runs a plain `def` dependency on its thread pool: a thread hand-off per dependency
+per request. Everything used with `Depends` here is `async def` (none of it blocks), and the
+plain functions stay for code that calls them directly.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,15 @@ def caller(connection: HTTPConnection) -> Caller:
     return runtime.guard.caller(token)
 
 
-def service_caller(request: Request) -> None:
+async def current_runtime(connection: HTTPConnection) -> Runtime:
+    return get_runtime(connection)
+
+
+async def current_caller(connection: HTTPConnection) -> Caller:
+    return caller(connection)
+
+
+async def service_caller(request: Request) -> None:
     """A service reporting a step: the service token, when one is configured."""
     get_runtime(request).guard.check_service(request.headers.get("x-service-token"))
 
@@ -35,7 +48,7 @@ def correlation_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("correlation_id", ""))
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Refuse a body that says it is something other than JSON (415), rather than guess."""
     content_type = request.headers.get("content-type", "").lower()
     media = content_type.split(";")[0].strip()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -28,6 +28,9 @@ from stox_gateway.bus.port import Bus, BusError, Message, Unroutable
 from stox_gateway.engine.errors import Unavailable
 from stox_gateway.observability.tracing import span
 from stox_gateway.store.port import OutboxRow, WorkflowStore
+from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
+
+MAX_MERGED_BODY = 256 * 1024  # bytes: merged update messages stay far below broker limits
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +60,7 @@ class OutboxRelay:
         batch_size: int = 200,
         clock: Clock = _utcnow,
         on_publish: Callable[[float], None] | None = None,
+        late_after: float = 1.0,
     ) -> None:
         self._store, self._bus = store, bus
         self._max_retries = max_retries
@@ -65,6 +69,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._clock = clock
         self._on_publish = on_publish
+        self._late_after = late_after
         self._wake = asyncio.Event()
         # One batch at a time in this process: the loop and a shutdown flush must not both
         # send the rows of one claim (SQLite claims take no row locks).
@@ -109,13 +114,25 @@ class OutboxRelay:
         async with self._store.claim_outbox(self._clock(), self._batch_size) as batch:
             if not batch.rows:
                 return 0
+            late = [r for r in batch.rows if self._is_late(r)]
+            if late:
+                # Sent long after their commit (the gateway was down, the broker away): the
+                # step's deadline runs from now, or it would time out as it is delivered.
+                await self._store.extend_deadlines(late, self._clock())
+            groups = merge_updates(batch.rows)
             # Pipelined: every publish of the batch is in flight at once and the confirms come
             # back together. One channel keeps the publish order, so a workflow's updates
             # still leave in seq order.
             outcomes = await asyncio.gather(
-                *(self._publish(row) for row in batch.rows), return_exceptions=True
+                *(self._publish(rows, message) for rows, message in groups),
+                return_exceptions=True,
             )
-            sent = [row.id for row, o in zip(batch.rows, outcomes, strict=True) if o is None]
+            sent = [
+                row.id
+                for (rows, _), outcome in zip(groups, outcomes, strict=True)
+                if outcome is None
+                for row in rows
+            ]
             if sent:
                 maybe_crash("after_publish_before_mark")
                 await batch.mark_sent(sent)
@@ -124,37 +141,51 @@ class OutboxRelay:
                 raise failures[0]  # the loop logs it and backs off; the rows stay unsent
             return len(sent)
 
-    async def _publish(self, row: OutboxRow) -> None:
-        message = Message(
-            routing_key=row.routing_key,
-            body=row.body,
-            message_id=row.message_id,
-            correlation_id=row.correlation_id,
-            headers=row.headers,
-            mandatory=row.mandatory,
+    def _is_late(self, row: OutboxRow) -> bool:
+        return (
+            row.available_at is not None
+            and row.routing_key.startswith("step.")
+            and row.routing_key != COMPLETION_ROUTING_KEY
+            and (self._clock() - row.available_at).total_seconds() > self._late_after
         )
+
+    async def _publish(self, rows: Sequence[OutboxRow], message: Message) -> None:
+        started = time.perf_counter()
+        with span(
+            f"publish {message.routing_key}",
+            headers=message.headers,
+            kind=SpanKind.PRODUCER,
+            routing_key=message.routing_key,
+            correlation_id=message.correlation_id,
+        ):
+            try:
+                await self._bus.publish(message)  # the common case: no retry machinery
+            except Unroutable:
+                raise
+            except BusError:
+                if self._max_retries <= 0:
+                    raise
+                await self._publish_with_retries(message)
+        if self._on_publish is not None:
+            self._on_publish(time.perf_counter() - started)
+
+    async def _publish_with_retries(self, message: Message) -> None:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_retries + 1),
+            stop=stop_after_attempt(self._max_retries),
             wait=wait_fixed(self._retry_delay),
             retry=retry_if_exception_type(BusError) & retry_if_not_exception_type(Unroutable),
             reraise=True,
         )
-        started = time.perf_counter()
-        with span(
-            f"publish {row.routing_key}",
-            headers=row.headers,
-            kind=SpanKind.PRODUCER,
-            routing_key=row.routing_key,
-            correlation_id=row.correlation_id,
-        ):
-            async for attempt in retrying:
-                with attempt:
-                    await self._bus.publish(message)
-        if self._on_publish is not None:
-            self._on_publish(time.perf_counter() - started)
+        await asyncio.sleep(self._retry_delay)  # the first try failed a moment ago
+        async for attempt in retrying:
+            with attempt:
+                await self._bus.publish(message)
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the claim, not after it: a commit that lands while a batch is
+            # on its way sets it again, so its rows never wait for the poll interval.
+            self._wake.clear()
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
@@ -172,6 +203,71 @@ class OutboxRelay:
                 await asyncio.sleep(self._poll_interval)
             if sent:
                 continue  # more may be waiting: keep going without a pause
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+
+def merge_updates(rows: Sequence[OutboxRow]) -> list[tuple[list[OutboxRow], Message]]:
+    """The bus messages of a batch of rows, in row order.
+
+    Consecutive `gateway.update` rows of the same owner leave as one message: their bodies
+    are JSON arrays of updates, so the merged body is their concatenation. Under load that is
+    one message for a whole batch instead of one per transition, for the broker and for every
+    replica consuming it. Any other row is a message of its own.
+    """
+    groups: list[tuple[list[OutboxRow], Message]] = []
+    run: list[OutboxRow] = []
+    size = 0
+
+    def close_run() -> None:
+        if run:
+            groups.append((list(run), _merged(run)))
+            run.clear()
+
+    for row in rows:
+        if row.routing_key != UPDATE_ROUTING_KEY:
+            close_run()
+            size = 0
+            groups.append(([row], _message(row)))
+            continue
+        if run and (
+            row.headers.get("x-owner") != run[0].headers.get("x-owner")
+            or size + len(row.body) > MAX_MERGED_BODY
+        ):
+            close_run()
+            size = 0
+        run.append(row)
+        size += len(row.body)
+    close_run()
+    return groups
+
+
+def _message(row: OutboxRow) -> Message:
+    return Message(
+        routing_key=row.routing_key,
+        body=row.body,
+        message_id=row.message_id,
+        correlation_id=row.correlation_id,
+        headers=row.headers,
+        mandatory=row.mandatory,
+    )
+
+
+def _merged(rows: Sequence[OutboxRow]) -> Message:
+    if len(rows) == 1:
+        return _message(rows[0])
+    body = b"[" + b",".join(_elements(row.body) for row in rows) + b"]"
+    first = rows[0]
+    return Message(
+        routing_key=first.routing_key,
+        body=body,
+        message_id=first.message_id,
+        correlation_id=None,  # many workflows: the updates inside carry their own ids
+        headers=first.headers,
+    )
+
+
+def _elements(body: bytes) -> bytes:
+    """The updates of one row's body: an array's inside, or a single update (rows written
+    before updates were grouped per transition)."""
+    return body[1:-1] if body[:1] == b"[" else body

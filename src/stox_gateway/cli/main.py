@@ -81,6 +81,7 @@ def serve(
         "log_config": None,
         "access_log": False,
         "ws_max_size": settings.websocket.max_message_bytes,
+        "ws_per_message_deflate": settings.websocket.per_message_deflate,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
         "timeout_graceful_shutdown": int(server.shutdown_timeout.total_seconds()),

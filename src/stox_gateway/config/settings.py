@@ -116,6 +116,13 @@ class WebSocketSettings(BaseModel):
     client_queue_size: int = Field(default=256, ge=1)
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
     allowed_origins: list[str] = Field(default_factory=list)
+    per_message_deflate: bool = Field(
+        default=False,
+        description=(
+            "offer permessage-deflate to clients; off by default: compressing every update "
+            "once per client costs CPU and a zlib context of memory per connection"
+        ),
+    )
 
 
 class MediaSettings(BaseModel):

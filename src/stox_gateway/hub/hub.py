@@ -99,7 +99,11 @@ class Hub:
     ) -> None:
         self._load_updates = load_updates
         self._heartbeat_interval = heartbeat_interval
-        self._subscribers: set[Subscriber] = set()
+        # Indexed by what they follow, so an update costs its own audience, not everyone's:
+        # a thousand browsers each on one workflow are not visited for every other workflow.
+        self._firehose: set[Subscriber] = set()  # every workflow (`/ws` without an id)
+        self._by_workflow: dict[str, set[Subscriber]] = {}
+        self._count = 0
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._remembered = remembered_workflows
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -108,7 +112,10 @@ class Hub:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return self._count
+
+    def _all_subscribers(self) -> list[Subscriber]:
+        return [*self._firehose, *(s for group in self._by_workflow.values() for s in group)]
 
     async def start(self) -> None:
         if self._heartbeat_interval > 0:
@@ -123,18 +130,43 @@ class Hub:
 
     def close_all(self) -> None:
         """End every subscriber's stream: their connections close with 1001 (going away)."""
-        for subscriber in list(self._subscribers):
+        for subscriber in self._all_subscribers():
             subscriber.close()
-        self._subscribers.clear()
+        self._firehose.clear()
+        self._by_workflow.clear()
+        self._count = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.add(subscriber)
+        if subscriber.workflow_id is None:
+            group = self._firehose
+        else:
+            group = self._by_workflow.setdefault(subscriber.workflow_id, set())
+        if subscriber not in group:
+            group.add(subscriber)
+            self._count += 1
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+        if subscriber.workflow_id is None:
+            group: set[Subscriber] | None = self._firehose
+        else:
+            group = self._by_workflow.get(subscriber.workflow_id)
+        if group is None or subscriber not in group:
+            return
+        group.discard(subscriber)
+        self._count -= 1
+        if not group and subscriber.workflow_id is not None:
+            del self._by_workflow[subscriber.workflow_id]
 
-    async def publish(self, message: JSON, owner: str | None = None) -> None:
-        """Deliver one update from the bus, filling any gap from the event log first."""
+    async def publish(self, message: JSON | list[JSON], owner: str | None = None) -> None:
+        """Deliver the updates of one `gateway.update` message (an array of updates, or one
+        update), each filling any gap of its workflow from the event log first."""
+        if isinstance(message, list):
+            for update in message:
+                await self._publish_one(update, owner)
+        else:
+            await self._publish_one(message, owner)
+
+    async def _publish_one(self, message: JSON, owner: str | None) -> None:
         workflow_id, seq = message["workflow_id"], int(message["seq"])
         last = self._last_seq.get(workflow_id)
         if last is not None and seq <= last:
@@ -148,7 +180,8 @@ class Hub:
         workflow_id, seq = message["workflow_id"], int(message["seq"])
         self._remember(workflow_id, seq)
         frame: Frame | None = None
-        for subscriber in list(self._subscribers):
+        audience = [*self._firehose, *self._by_workflow.get(workflow_id, ())]
+        for subscriber in audience:
             if not subscriber.wants(workflow_id, owner, seq):
                 continue
             frame = frame or Frame(workflow_id, seq, codec.dumps(message))
@@ -165,14 +198,14 @@ class Hub:
         self.dropped_slow += 1
         if self._on_drop is not None:
             self._on_drop()
-        self._subscribers.discard(subscriber)
+        self.unsubscribe(subscriber)
         log.warning("ws.slow_client_dropped", workflow_id=subscriber.workflow_id)
 
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             frame = heartbeat_frame()
-            for subscriber in list(self._subscribers):
+            for subscriber in self._all_subscribers():
                 if not subscriber.offer(frame):
                     self._drop(subscriber)
 

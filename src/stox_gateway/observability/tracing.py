@@ -24,6 +24,10 @@ from stox_gateway.config.settings import TracingSettings
 
 TRACER_NAME = "stox_gateway"
 
+# Whether this process installed a tracer provider. Until it does, `span` and
+# `trace_headers` return at once: the hot path does not pay for a no-op tracer.
+_enabled = False
+
 
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
@@ -51,12 +55,16 @@ def setup_tracing(settings: TracingSettings, exporter: Any = None) -> Callable[[
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    global _enabled
+    _enabled = True
     return provider.shutdown
 
 
 def trace_headers() -> dict[str, str]:
     """The current trace context as headers (empty when there is no active trace)."""
     carrier: dict[str, str] = {}
+    if not _enabled:
+        return carrier
     propagate.inject(carrier)
     return carrier
 
@@ -70,6 +78,9 @@ def span(
     **attributes: Any,
 ) -> Iterator[Span]:
     """A span, continuing the trace carried by `headers` when given."""
+    if not _enabled:
+        yield trace.INVALID_SPAN
+        return
     token = None
     if headers:
         carrier = {k: str(v) for k, v in headers.items() if isinstance(v, str | bytes)}

@@ -21,6 +21,7 @@ class OutboxRow:
     body: bytes
     mandatory: bool
     headers: dict[str, Any]
+    available_at: datetime | None = None  # when it became due
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,9 @@ class WorkflowStore(Protocol):
     ) -> AbstractAsyncContextManager[OutboxBatch]: ...
 
     async def outbox_backlog(self) -> int: ...
+
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
+        """Step messages about to leave late: their running attempts' deadlines restart now."""
 
     def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
         """Yield True when this process alone may do `name` now (one sweeper at a time)."""

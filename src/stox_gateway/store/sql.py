@@ -15,11 +15,11 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
+import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,8 +35,11 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
+from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.store import migrate
+from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
 from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
+from stox_gateway.store.sqlite_thread import SqliteThread, configure_sqlite
 from stox_gateway.store.tables import (
     UTCDateTime,
     idempotency_keys,
@@ -46,6 +49,10 @@ from stox_gateway.store.tables import (
     workflows,
 )
 from stox_gateway.wire import OutgoingMessage, outgoing_messages
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 def _new_id() -> str:
@@ -74,6 +81,7 @@ class SqlStore:
         pool_size: int = 10,
         schema: str | None = None,
         create_schema: bool = True,
+        max_batch: int = 256,
     ) -> None:
         self._url = make_url(url)
         self._echo = echo
@@ -83,6 +91,8 @@ class SqlStore:
         self._engine: AsyncEngine | None = None
         self.is_sqlite = self._url.get_backend_name() == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._writer = GroupCommit(self._write_batch, max_batch=max_batch)
+        self._sqlite: SqliteThread | None = None  # the hot path's thread (sqlite_thread.py)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -108,7 +118,8 @@ class SqlStore:
                 kwargs["connect_args"] = {"server_settings": {"search_path": self._schema}}
         engine = create_async_engine(self._url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(engine)
+            configure_sqlite(engine.sync_engine)
+            self._sqlite = SqliteThread(self._url, echo=self._echo)
         self._engine = engine
         if self._create_schema:
             await self.migrate()
@@ -124,6 +135,10 @@ class SqlStore:
             await conn.run_sync(migrate.upgrade)
 
     async def close(self) -> None:
+        await self._writer.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -157,110 +172,125 @@ class SqlStore:
                     raise
                 raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
-    # -- writes ----------------------------------------------------------------------------
+    async def _run(self, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
+        """`fn(connection)` in one transaction: on SQLite's thread, or on PostgreSQL through
+        the greenlet bridge (`run_sync`). A lost connection is `Unavailable` (503)."""
+        try:
+            if self._sqlite is not None:
+                return await self._sqlite.run(fn, write=write)
+            async with self.engine.connect() as conn, conn.begin():
+                return await conn.run_sync(fn)
+        except (OSError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
+                raise
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    # -- writes: group commit (store/group_commit.py) --------------------------------------
 
     async def create(
         self, transition: Transition, idempotency: IdempotencyKey | None = None
     ) -> str:
-        wf = transition.workflow
-        for _ in range(2):  # a lost race on the key: the second pass finds the winner's row
-            try:
-                async with self._writing() as conn:
-                    if idempotency is not None:
-                        earlier = await _earlier_request(conn, idempotency)
-                        if earlier is not None:
-                            return earlier
-                    await conn.execute(workflows.insert().values(_workflow_row(wf)))
-                    await conn.execute(steps.insert(), [_step_row(wf.id, s) for s in wf.steps])
-                    if idempotency is not None:
-                        await conn.execute(
-                            idempotency_keys.insert().values(
-                                scope=idempotency.scope,
-                                key=idempotency.key,
-                                request_hash=idempotency.request_hash,
-                                workflow_id=wf.id,
-                                created_at=wf.created_at,
-                            )
-                        )
-                    await self._append(conn, transition)
-                    return wf.id
-            except IntegrityError:
-                if idempotency is None:
-                    raise
-        raise Unavailable("could not record the idempotency key")
+        created: str = await self._writer.submit(CreateOp(transition, idempotency, trace_headers()))
+        return created
 
     async def change(
         self, workflow_id: str, decide: Callable[[Workflow], Transition]
     ) -> Transition:
-        async with self._writing() as conn:
-            workflow = await self._load(conn, workflow_id, for_update=True)
-            if workflow is None:
-                raise WorkflowNotFound(workflow_id)
-            transition = decide(workflow)
-            if transition.is_noop:
-                return transition
-            wf = transition.workflow
-            await conn.execute(
-                workflows.update()
-                .where(workflows.c.id == wf.id)
-                .values(
-                    status=str(wf.status),
-                    seq=wf.seq,
-                    error=wf.error,
-                    updated_at=wf.updated_at,
-                    completed_at=wf.completed_at,
-                )
-            )
-            changed = [s for s in wf.steps if s.id in transition.changed_steps]
-            for step in changed:
-                row = _step_row(wf.id, step)
-                await conn.execute(steps.update().where(steps.c.id == step.id).values(row))
-            await self._append(conn, transition)
-            return transition
+        transition: Transition = await self._writer.submit(
+            ChangeOp(workflow_id, decide, trace_headers())
+        )
+        return transition
 
-    async def _append(self, conn: AsyncConnection, transition: Transition) -> None:
-        if transition.updates:
-            await conn.execute(
-                workflow_events.insert(),
-                [
-                    {
-                        "workflow_id": u.workflow_id,
-                        "seq": u.seq,
-                        "type": str(u.type),
-                        "timestamp": u.timestamp,
-                        "data": u.data,
-                    }
-                    for u in transition.updates
-                ],
+    async def _write_batch(self, ops: list[Op]) -> None:
+        try:
+            await self._commit_batch(ops)
+        except Unavailable:
+            raise  # every operation of the batch fails alike: the database is away
+        except DBAPIError:
+            if len(ops) == 1:
+                await self._retry_alone(ops[0])
+                return
+            # Roll back and replay one by one, so that one bad operation (or a lost race on
+            # an idempotency key) fails alone.
+            log.info("store.batch_replayed_one_by_one", operations=len(ops))
+            for op in ops:
+                try:
+                    await self._commit_batch([op])
+                except DBAPIError:
+                    await self._retry_alone(op)
+                except Exception as exc:
+                    _resolve(op, exc)
+
+    async def _retry_alone(self, op: Op) -> None:
+        """A lost race on an idempotency key: the second pass finds the winner's row."""
+        if isinstance(op, CreateOp) and op.idempotency is not None:
+            try:
+                await self._commit_batch([op])
+                return
+            except IntegrityError:
+                _resolve(op, Unavailable("could not record the idempotency key"))
+                return
+        try:
+            await self._commit_batch([op])
+        except Exception as exc:
+            _resolve(op, exc)
+
+    async def _commit_batch(self, ops: Sequence[Op]) -> None:
+        """One transaction for `ops`; their futures resolve after the commit."""
+        outcomes = await self._run(lambda conn: self._apply(conn, ops), write=True)
+        for op, outcome in outcomes:
+            _resolve(op, outcome)
+
+    def _apply(self, conn: sa.Connection, ops: Sequence[Op]) -> list[tuple[Op, Any]]:
+        outcomes: list[tuple[Op, Any]] = []
+        writes = _Writes()
+        ids = sorted({op.workflow_id for op in ops if isinstance(op, ChangeOp)})
+        state = self._load_many(conn, ids, for_update=True) if ids else {}
+        keys: dict[tuple[str, str], tuple[str, str]] = {}  # this batch's idempotency keys
+        for op in ops:
+            if isinstance(op, CreateOp):
+                outcomes.append((op, _plan_create(conn, op, writes, keys, state)))
+            elif isinstance(op, ChangeOp):
+                outcomes.append((op, _plan_change(op, writes, state)))
+            elif isinstance(op, MarkSentOp):
+                writes.sent.append(op)
+                outcomes.append((op, None))
+        writes.execute(conn)
+        return outcomes
+
+    def _load_many(
+        self, conn: sa.Connection, ids: Sequence[str], *, for_update: bool
+    ) -> dict[str, Workflow]:
+        """The workflows of a batch; on PostgreSQL locked, in id order (no deadlocks)."""
+        # `=` for one id: an expanding IN costs a re-render of the statement per execution.
+        one = len(ids) == 1
+        query = sa.select(workflows).where(
+            workflows.c.id == ids[0] if one else workflows.c.id.in_(ids)
+        )
+        if for_update and not self.is_sqlite:
+            query = query.order_by(workflows.c.id).with_for_update()
+        rows = conn.execute(query).mappings().all()
+        if not rows:
+            return {}
+        by_workflow: dict[str, list[Step]] = {r["id"]: [] for r in rows}
+        step_rows = conn.execute(
+            sa.select(steps)
+            .where(
+                steps.c.workflow_id == ids[0] if one else steps.c.workflow_id.in_(list(by_workflow))
             )
-        messages = outgoing_messages(transition, _new_id)
-        if messages:
-            now = transition.workflow.updated_at
-            await conn.execute(outbox.insert(), [_outbox_row(m, now) for m in messages])
+            .order_by(steps.c.workflow_id, steps.c.position)
+        )
+        for r in step_rows.mappings():
+            by_workflow[r["workflow_id"]].append(_step_from_row(r))
+        return {r["id"]: _workflow_from_row(r, by_workflow[r["id"]]) for r in rows}
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def _load(
-        self, conn: AsyncConnection, workflow_id: str, *, for_update: bool = False
-    ) -> Workflow | None:
-        query = sa.select(workflows).where(workflows.c.id == workflow_id)
-        if for_update and not self.is_sqlite:
-            query = query.with_for_update()
-        row = (await conn.execute(query)).mappings().first()
-        if row is None:
-            return None
-        step_rows = (
-            await conn.execute(
-                sa.select(steps)
-                .where(steps.c.workflow_id == workflow_id)
-                .order_by(steps.c.position)
-            )
-        ).mappings()
-        return _workflow_from_row(row, [_step_from_row(r) for r in step_rows])
-
     async def get(self, workflow_id: str) -> Workflow | None:
-        async with self._reading() as conn:
-            return await self._load(conn, workflow_id)
+        found = await self._run(
+            lambda conn: self._load_many(conn, [workflow_id], for_update=False), write=False
+        )
+        return found.get(workflow_id)
 
     async def list_workflows(
         self,
@@ -277,18 +307,21 @@ class SqlStore:
             query = query.where(workflows.c.owner == owner)
         query = query.order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
         query = query.limit(limit).offset(offset)
-        async with self._reading() as conn:
-            rows = (await conn.execute(query)).mappings().all()
+
+        def read(conn: sa.Connection) -> list[Workflow]:
+            rows = conn.execute(query).mappings().all()
             if not rows:
                 return []
             ids = [r["id"] for r in rows]
             by_workflow: dict[str, list[Step]] = {i: [] for i in ids}
-            step_rows = await conn.execute(
+            step_rows = conn.execute(
                 sa.select(steps).where(steps.c.workflow_id.in_(ids)).order_by(steps.c.position)
             )
             for r in step_rows.mappings():
                 by_workflow[r["workflow_id"]].append(_step_from_row(r))
-        return [_workflow_from_row(r, by_workflow[r["id"]]) for r in rows]
+            return [_workflow_from_row(r, by_workflow[r["id"]]) for r in rows]
+
+        return await self._run(read, write=False)
 
     async def updates(
         self, workflow_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
@@ -298,12 +331,15 @@ class SqlStore:
         )
         if up_to_seq is not None:
             query = query.where(workflow_events.c.seq <= up_to_seq)
-        async with self._reading() as conn:
-            rows = (await conn.execute(query.order_by(workflow_events.c.seq))).mappings()
+        query = query.order_by(workflow_events.c.seq)
+
+        def read(conn: sa.Connection) -> list[Update]:
             return [
                 Update(UpdateType(r["type"]), r["workflow_id"], r["seq"], r["timestamp"], r["data"])
-                for r in rows
+                for r in conn.execute(query).mappings()
             ]
+
+        return await self._run(read, write=False)
 
     async def due_steps(self, now: datetime, limit: int = 100) -> list[DueStep]:
         query = (
@@ -312,19 +348,11 @@ class SqlStore:
             .order_by(steps.c.deadline_at)
             .limit(limit)
         )
-        async with self._reading() as conn:
-            rows = await conn.execute(query)
-            return [DueStep(r.workflow_id, r.id, r.attempts) for r in rows]
 
-    @contextlib.asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.connect() as conn:
-                yield conn
-        except (OSError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
-                raise
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        def read(conn: sa.Connection) -> list[DueStep]:
+            return [DueStep(r.workflow_id, r.id, r.attempts) for r in conn.execute(query)]
+
+        return await self._run(read, write=False)
 
     # -- coordination ----------------------------------------------------------------------
 
@@ -362,18 +390,20 @@ class SqlStore:
         replicas relaying side by side never send one row twice. SQLite serves one process.
         """
         query = (
-            sa.select(outbox)
+            sa.select(*(outbox.c[name] for name in _OUTBOX_READ))
             .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now)
             .order_by(outbox.c.id)
             .limit(limit)
         )
         if self.is_sqlite:
-            async with self._reading() as conn:
-                rows = [_outbox_from_row(r) for r in (await conn.execute(query)).mappings()]
+            rows = await self._run(
+                lambda conn: [_outbox_from_row(r) for r in conn.execute(query).mappings()],
+                write=False,
+            )
 
             async def mark(ids: Sequence[int]) -> None:
-                async with self._writing() as conn:
-                    await _mark_sent(conn, ids, now)
+                # With the engine's next batch: one transaction for both.
+                await self._writer.submit(MarkSentOp(ids, now))
 
             yield _Batch(rows, mark)
             return
@@ -382,7 +412,7 @@ class SqlStore:
             rows = [_outbox_from_row(r) for r in result.mappings()]
 
             async def mark_locked(ids: Sequence[int]) -> None:
-                await _mark_sent(conn, ids, now)
+                await conn.run_sync(_mark_sent, ids, now)
 
             yield _Batch(rows, mark_locked)
 
@@ -390,26 +420,56 @@ class SqlStore:
         query = sa.select(sa.func.min(outbox.c.available_at)).where(
             outbox.c.sent_at.is_(None), outbox.c.available_at <= now
         )
-        async with self._reading() as conn:
-            value = (await conn.execute(query)).scalar_one_or_none()
+        value = await self._run(lambda conn: conn.execute(query).scalar_one_or_none(), write=False)
         if value is None:
             return None
         moment: datetime = UTCDateTime().process_result_value(value, self.engine.dialect)  # type: ignore[assignment]
         return moment
 
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
+        """Restart the deadline of each running attempt whose step message leaves only now.
+
+        A step's deadline is set when its attempt is committed; when the message leaves much
+        later (the gateway was down, the broker away) the service gets its full timeout from
+        the moment the message leaves, so the sweeper does not time out — and run again — an
+        attempt no service could have seen yet. Its own short transaction, committed before
+        the publish, so a sweeper on another replica sees the new deadline.
+        """
+        wanted: dict[str, int] = {}
+        for row in rows:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                body = codec.loads(row.body)
+                if body.get("step_id") and isinstance(body.get("attempt"), int):
+                    wanted[str(body["step_id"])] = int(body["attempt"])
+        if wanted:
+            await self._run(lambda conn: _extend_deadlines(conn, wanted, now), write=True)
+
     async def outbox_backlog(self) -> int:
         query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-        async with self._reading() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return int(await self._run(lambda conn: conn.execute(query).scalar_one(), write=False))
 
 
-async def _earlier_request(conn: AsyncConnection, idempotency: IdempotencyKey) -> str | None:
-    row = (
-        await conn.execute(
-            sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.workflow_id).where(
-                idempotency_keys.c.scope == idempotency.scope,
-                idempotency_keys.c.key == idempotency.key,
-            )
+def _extend_deadlines(conn: sa.Connection, wanted: dict[str, int], now: datetime) -> None:
+    found = conn.execute(
+        sa.select(steps.c.id, steps.c.attempts, steps.c.timeout_seconds).where(
+            steps.c.id.in_(list(wanted)), steps.c.status == str(StepStatus.RUNNING)
+        )
+    )
+    for step_id, attempts, timeout in found.all():
+        if attempts != wanted[step_id]:
+            continue  # the step moved on: this message is stale, its fence refuses it
+        conn.execute(
+            steps.update()
+            .where(steps.c.id == step_id, steps.c.attempts == attempts)
+            .values(deadline_at=now + timedelta(seconds=timeout))
+        )
+
+
+def _earlier_request(conn: sa.Connection, idempotency: IdempotencyKey) -> str | None:
+    row = conn.execute(
+        sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.workflow_id).where(
+            idempotency_keys.c.scope == idempotency.scope,
+            idempotency_keys.c.key == idempotency.key,
         )
     ).first()
     if row is None:
@@ -421,30 +481,185 @@ async def _earlier_request(conn: AsyncConnection, idempotency: IdempotencyKey) -
     return str(row.workflow_id)
 
 
-async def _mark_sent(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
+def _resolve(op: Op, outcome: Any) -> None:
+    if op.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        op.future.set_exception(outcome)
+        op.future.exception()  # the caller may have gone: no "never retrieved" warning
+    else:
+        op.future.set_result(outcome)
+
+
+def _conflict(key: IdempotencyKey) -> IdempotencyConflict:
+    return IdempotencyConflict(f"Idempotency-Key {key.key!r} was used with another request body")
+
+
+def _plan_create(
+    conn: sa.Connection,
+    op: CreateOp,
+    writes: _Writes,
+    keys: dict[tuple[str, str], tuple[str, str]],
+    state: dict[str, Workflow],
+) -> Any:
+    """A new workflow, unless its idempotency key names an earlier one (this batch's too)."""
+    wf = op.transition.workflow
+    key = op.idempotency
+    if key is not None:
+        earlier = keys.get((key.scope, key.key))
+        if earlier is not None:
+            digest, workflow_id = earlier
+            return workflow_id if digest == key.request_hash else _conflict(key)
+        try:
+            found = _earlier_request(conn, key)
+        except IdempotencyConflict as exc:
+            return exc
+        if found is not None:
+            return found
+        keys[(key.scope, key.key)] = (key.request_hash, wf.id)
+        writes.keys.append(
+            {
+                "scope": key.scope,
+                "key": key.key,
+                "request_hash": key.request_hash,
+                "workflow_id": wf.id,
+                "created_at": wf.created_at,
+            }
+        )
+    writes.new_workflows.append(_workflow_row(wf))
+    writes.new_steps.extend(_step_row(wf.id, s) for s in wf.steps)
+    writes.append(op.transition, op.trace)
+    state[wf.id] = wf
+    return wf.id
+
+
+def _plan_change(op: ChangeOp, writes: _Writes, state: dict[str, Workflow]) -> Any:
+    """Decide on the state the batch's earlier operations left; nothing is written yet."""
+    workflow = state.get(op.workflow_id)
+    if workflow is None:
+        return WorkflowNotFound(op.workflow_id)
+    try:
+        transition = op.decide(workflow)
+    except Exception as exc:  # a refused completion: this caller's answer, not the batch's
+        return exc
+    if transition.is_noop:
+        return transition
+    wf = transition.workflow
+    state[wf.id] = wf
+    writes.changed_workflows[wf.id] = wf
+    for step in wf.steps:
+        if step.id in transition.changed_steps:
+            writes.changed_steps[step.id] = step
+    writes.append(transition, op.trace)
+    return transition
+
+
+def _update_by_id(table: sa.Table, columns: Sequence[str]) -> sa.Update:
+    """`UPDATE table SET columns WHERE id = ?`, for executemany with one dict per row."""
+    return (
+        table.update()
+        .where(table.c.id == sa.bindparam("w_id"))
+        .values({c: sa.bindparam(f"w_{c}", type_=table.c[c].type) for c in columns})
+    )
+
+
+def _workflow_changes(wf: Workflow) -> dict[str, Any]:
+    return {
+        "w_id": wf.id,
+        "w_status": str(wf.status),
+        "w_seq": wf.seq,
+        "w_error": wf.error,
+        "w_updated_at": wf.updated_at,
+        "w_completed_at": wf.completed_at,
+    }
+
+
+def _step_changes(step: Step) -> dict[str, Any]:
+    return {
+        "w_id": step.id,
+        "w_status": str(step.status),
+        "w_attempts": step.attempts,
+        "w_max_attempts": step.max_attempts,
+        "w_started_at": step.started_at,
+        "w_completed_at": step.completed_at,
+        "w_deadline_at": step.deadline_at,
+        "w_result": step.result,
+        "w_error": step.error,
+    }
+
+
+_UPDATE_WORKFLOW = _update_by_id(
+    workflows, ("status", "seq", "error", "updated_at", "completed_at")
+)
+_UPDATE_STEP = _update_by_id(
+    steps,
+    (
+        "status",
+        "attempts",
+        "max_attempts",
+        "started_at",
+        "completed_at",
+        "deadline_at",
+        "result",
+        "error",
+    ),
+)
+
+
+@dataclass(slots=True)
+class _Writes:
+    """What one batch writes: one statement per table (executemany), in a fixed order."""
+
+    new_workflows: list[dict[str, Any]] = field(default_factory=list)
+    new_steps: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    changed_workflows: dict[str, Workflow] = field(default_factory=dict)
+    changed_steps: dict[str, Step] = field(default_factory=dict)  # the last state wins
+    events: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[MarkSentOp] = field(default_factory=list)
+
+    def append(self, transition: Transition, trace: dict[str, str]) -> None:
+        """The transition's updates (the event log) and bus messages (the outbox)."""
+        self.events.extend(
+            {
+                "workflow_id": u.workflow_id,
+                "seq": u.seq,
+                "type": str(u.type),
+                "timestamp": u.timestamp,
+                "data": u.data,
+            }
+            for u in transition.updates
+        )
+        now = transition.workflow.updated_at
+        self.messages.extend(
+            _outbox_row(m, now) for m in outgoing_messages(transition, _new_id, trace)
+        )
+
+    def execute(self, conn: sa.Connection) -> None:
+        # Inserts first: a workflow created in this batch may also be changed in it.
+        if self.new_workflows:
+            conn.execute(workflows.insert(), self.new_workflows)
+            conn.execute(steps.insert(), self.new_steps)
+        if self.keys:
+            conn.execute(idempotency_keys.insert(), self.keys)
+        if self.changed_workflows:
+            conn.execute(
+                _UPDATE_WORKFLOW, [_workflow_changes(w) for w in self.changed_workflows.values()]
+            )
+        if self.changed_steps:
+            conn.execute(_UPDATE_STEP, [_step_changes(s) for s in self.changed_steps.values()])
+        if self.events:
+            conn.execute(workflow_events.insert(), self.events)
+        if self.messages:
+            conn.execute(outbox.insert(), self.messages)
+        for mark in self.sent:
+            _mark_sent(conn, mark.ids, mark.sent_at)
+
+
+def _mark_sent(conn: sa.Connection, ids: Sequence[int], now: datetime) -> None:
     if ids:
-        await conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now))
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, say when a transaction begins (and how).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",  # durable across process crashes in WAL mode
-            "foreign_keys=ON",
-            "busy_timeout=30000",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(conn: Any) -> None:
-        write = conn.get_execution_options().get("stox_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now))
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
@@ -548,6 +763,18 @@ def _step_from_row(row: Any) -> Step:
     )
 
 
+_OUTBOX_READ = (
+    "id",
+    "routing_key",
+    "message_id",
+    "correlation_id",
+    "body",
+    "mandatory",
+    "headers",
+    "available_at",
+)
+
+
 def _outbox_from_row(row: Any) -> OutboxRow:
     return OutboxRow(
         id=row["id"],
@@ -557,4 +784,5 @@ def _outbox_from_row(row: Any) -> OutboxRow:
         body=bytes(row["body"]),
         mandatory=bool(row["mandatory"]),
         headers=row["headers"] or {},
+        available_at=row["available_at"],
     )

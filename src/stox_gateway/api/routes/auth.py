@@ -77,7 +77,7 @@ class ValidationOut(BaseModel):
     expires_at: int | None
 
 
-def auth_client(request: Request) -> AuthClient:
+async def auth_client(request: Request) -> AuthClient:
     runtime: Runtime = get_runtime(request)
     if runtime.auth_client is None:
         raise ApiError(503, "auth_unavailable", "the auth service is not configured")

@@ -8,9 +8,9 @@ import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from stox_gateway.api.deps import (
-    caller,
     correlation_id,
-    get_runtime,
+    current_caller,
+    current_runtime,
     require_json,
     service_caller,
 )
@@ -34,8 +34,8 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-CallerDep = Annotated[Caller, Depends(caller)]
+RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
+CallerDep = Annotated[Caller, Depends(current_caller)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 429, 503)
 }

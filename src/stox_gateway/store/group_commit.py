@@ -1,0 +1,140 @@
+"""Group commit: the engine's writes, queued and committed many to one transaction.
+
+Every workflow change is a read–decide–write under the workflow's lock. Done one transaction
+per change, the fixed cost of a transaction (BEGIN, COMMIT, a round trip per statement, and on
+SQLite a thread hand-off per statement) dominates. Here callers queue their change and await
+it; one writer task takes everything queued, loads the workflows of the batch in one query,
+runs each decision in arrival order on the state the earlier ones left, writes the results
+with one statement per table, and commits once. A caller's future resolves only after that
+commit, so "accepted" still means "durable", exactly as with one transaction per change.
+
+A decision that raises (a completion the rules refuse) fails only its own caller. A database
+error that is not a lost connection (a constraint, a lost race on an idempotency key with
+another replica) rolls the batch back and replays its operations one transaction each, so a
+bad one cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from stox_gateway.engine.errors import Unavailable
+from stox_gateway.engine.machine import Transition
+from stox_gateway.engine.models import Workflow
+from stox_gateway.store.port import IdempotencyKey
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class Op:
+    """One queued write; `future` resolves after the commit that made it durable."""
+
+    future: asyncio.Future[Any] = field(init=False, repr=False)
+
+
+@dataclass(eq=False, slots=True)
+class CreateOp(Op):
+    transition: Transition
+    idempotency: IdempotencyKey | None
+    trace: dict[str, str]  # the caller's trace context, for the outbox rows it causes
+
+
+@dataclass(eq=False, slots=True)
+class ChangeOp(Op):
+    workflow_id: str
+    decide: Callable[[Workflow], Transition]
+    trace: dict[str, str]
+
+
+@dataclass(eq=False, slots=True)
+class MarkSentOp(Op):
+    """Outbox rows the relay published (SQLite: marks ride along with the next batch)."""
+
+    ids: Sequence[int]
+    sent_at: datetime
+
+
+WriteBatch = Callable[[list[Op]], Awaitable[None]]
+
+
+class GroupCommit:
+    """Queues operations and hands them, in batches of up to `max_batch`, to `write_batch`.
+
+    `write_batch` must resolve the future of every operation it is given (result or
+    exception); whatever it raises instead fails the operations it left unresolved.
+    """
+
+    def __init__(self, write_batch: WriteBatch, *, max_batch: int = 256) -> None:
+        self._write_batch = write_batch
+        self._max_batch = max_batch
+        self._pending: deque[Op] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches = 0  # statistics for tests and benchmarks
+        self.operations = 0
+
+    async def submit(self, op: Op) -> Any:
+        if self._closed:
+            raise Unavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        op.future = loop.create_future()
+        self._pending.append(op)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="store-group-commit")
+        # Shielded: a caller that gives up (a client hung up) must not cancel a write that
+        # may already be committed together with others.
+        return await asyncio.shield(op.future)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop; later submissions raise `Unavailable`."""
+        self._closed = True
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._pending and not self._task.done():
+                    await asyncio.sleep(0.005)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        self._fail(list(self._pending), Unavailable("the store is closed"))
+        self._pending.clear()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [
+                self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))
+            ]
+            try:
+                await self._write_batch(batch)
+            except asyncio.CancelledError:
+                self._fail(batch, Unavailable("the store is closing"))
+                raise
+            except Exception as exc:
+                self._fail(batch, exc)
+            self.batches += 1
+            self.operations += len(batch)
+
+    @staticmethod
+    def _fail(ops: Sequence[Op], exc: BaseException) -> None:
+        for op in ops:
+            if not op.future.done():
+                op.future.set_exception(exc)
+                # Nobody may be awaiting any more (the caller gave up): don't warn about it.
+                op.future.exception()
