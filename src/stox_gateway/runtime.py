@@ -202,7 +202,9 @@ class Runtime:
                 name=f"{prefix}.gateway.completed",
                 bindings=(COMPLETION_ROUTING_KEY,),
                 prefetch=self.settings.rabbitmq.prefetch,
-                concurrency=16,
+                # Every completion in hand is in flight at once: they meet in the store's
+                # group commit, so more in flight means fewer, larger transactions.
+                concurrency=self.settings.rabbitmq.prefetch,
             ),
             self._on_completion,
         )
@@ -292,6 +294,11 @@ class Runtime:
         messages: a restart of the database would dead-letter valid reports within a second.
         So wait (bounded), then raise `Transient`: the bus requeues the report uncounted.
         """
+        try:
+            await self.engine.complete_step(completion)  # the common case: no retry machinery
+            return
+        except Unavailable:
+            pass
         retrying = AsyncRetrying(
             stop=stop_after_delay(self.completion_patience),
             wait=wait_exponential(multiplier=0.1, max=2),

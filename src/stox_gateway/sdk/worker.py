@@ -130,6 +130,11 @@ class Worker:
         a few, dead-letter a step that succeeded. So retry here, then hand the message back
         uncounted; its redelivery is answered from the effects journal.
         """
+        try:
+            await self._reporter.report(report, correlation_id)  # the common case
+            return
+        except GatewayUnavailable:
+            pass
         retrying = AsyncRetrying(
             stop=stop_after_delay(self._report_patience),
             wait=wait_exponential(multiplier=0.1, max=2),
