@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from stox_gateway import codec
 from stox_gateway.api.app import create_app
+from stox_gateway.api.server import uvicorn_options
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings, load_settings
 from stox_gateway.runtime import Runtime
@@ -88,14 +89,8 @@ async def running_gateway(
     """The real app under a real uvicorn on a free port, in this event loop."""
     port = free_port()
     app = create_app(settings, bus=bus)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="on",
-        ws_max_size=settings.websocket.max_message_bytes,
-    )
+    options = uvicorn_options(settings) | {"host": "127.0.0.1", "port": port}
+    config = uvicorn.Config(app, lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):

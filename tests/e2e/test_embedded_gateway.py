@@ -133,3 +133,22 @@ async def test_sigterm_closes_websockets_with_1001(tmp_path: Path) -> None:
         assert closed.value.rcvd.code == 1001
     finally:
         assert process.stop(), process.log()[-3000:]
+
+
+@pytest.mark.parametrize(("setting", "negotiated"), [(None, False), ("true", True)])
+async def test_websocket_compression_is_off_unless_configured(
+    tmp_path: Path, setting: str | None, negotiated: bool
+) -> None:
+    """Browsers offer permessage-deflate; the gateway accepts it only when configured to."""
+    env = {"STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 's.db'}"}
+    if setting is not None:
+        env["STOX_WEBSOCKET__PER_MESSAGE_DEFLATE"] = setting
+    process, url = start_gateway(tmp_path, "gateway", env)
+    try:
+        ws_url = url.replace("http", "ws") + "/ws"
+        async with websockets.connect(ws_url, compression="deflate") as ws:
+            assert codec.loads(await ws.recv())["type"] == "snapshot"
+            accepted = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert ("permessage-deflate" in accepted) is negotiated
+    finally:
+        assert process.stop(), process.log()[-3000:]

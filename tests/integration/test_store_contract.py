@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from stox_gateway.engine import machine
 from stox_gateway.engine.definitions import default_definitions
@@ -188,16 +189,24 @@ async def test_only_one_holder_of_an_exclusive_lock_at_a_time(any_store: SqlStor
         assert first
         if any_store.is_sqlite:
             return  # one process: nothing to exclude
-        other = SqlStore(POSTGRES_URL, schema=None)
+        other = SqlStore(POSTGRES_URL, schema=any_store.schema)  # another replica
         await other.start()
+        elsewhere = SqlStore(POSTGRES_URL, schema=f"{any_store.schema}_other")
+        await elsewhere.start()
         try:
             async with other.exclusive("job") as second:
                 assert not second
             async with other.exclusive("another job") as third:
                 assert third
+            # Another system on the same database (another schema) is not excluded.
+            async with elsewhere.exclusive("job") as unrelated:
+                assert unrelated
         finally:
             await other.close()
-    other = SqlStore(POSTGRES_URL)
+            async with elsewhere.engine.begin() as conn:
+                await conn.execute(sa.text(f'DROP SCHEMA "{elsewhere.schema}" CASCADE'))
+            await elsewhere.close()
+    other = SqlStore(POSTGRES_URL, schema=any_store.schema)
     await other.start()
     try:
         async with other.exclusive("job") as after_release:

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+
+from stox_gateway.config.settings import Settings
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the gateway, from its settings (the CLI, the demo and the tests)."""
+    return {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "log_config": None,
+        "access_log": False,
+        "ws_max_size": settings.websocket.max_message_bytes,
+        "ws_per_message_deflate": settings.websocket.per_message_deflate,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "timeout_graceful_shutdown": int(settings.server.shutdown_timeout.total_seconds()),
+        "proxy_headers": True,
+    }
 
 
 class GatewayServer(uvicorn.Server):

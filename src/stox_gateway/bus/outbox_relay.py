@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -232,12 +233,12 @@ def merge_updates(rows: Sequence[OutboxRow]) -> list[tuple[list[OutboxRow], Mess
             continue
         if run and (
             row.headers.get("x-owner") != run[0].headers.get("x-owner")
-            or size + len(row.body) > MAX_MERGED_BODY
+            or size + len(row.body) + 1 > MAX_MERGED_BODY  # + the comma between
         ):
             close_run()
             size = 0
         run.append(row)
-        size += len(row.body)
+        size += len(row.body) + (2 if not size else 1)  # the brackets, then a comma each
     close_run()
     return groups
 
@@ -261,7 +262,8 @@ def _merged(rows: Sequence[OutboxRow]) -> Message:
     return Message(
         routing_key=first.routing_key,
         body=body,
-        message_id=first.message_id,
+        # An id of its own: sent again after a crash, a merged message may carry other rows.
+        message_id=str(uuid.uuid4()),
         correlation_id=None,  # many workflows: the updates inside carry their own ids
         headers=first.headers,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,18 +76,9 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
-    options: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "log_config": None,
-        "access_log": False,
-        "ws_max_size": settings.websocket.max_message_bytes,
-        "ws_per_message_deflate": settings.websocket.per_message_deflate,
-        "ws_ping_interval": 20.0,
-        "ws_ping_timeout": 20.0,
-        "timeout_graceful_shutdown": int(server.shutdown_timeout.total_seconds()),
-        "proxy_headers": True,
-    }
+    from stox_gateway.api.server import uvicorn_options
+
+    options = uvicorn_options(settings)
     if reload:
         # Reload needs an import string; the factory reads the same config from the environment.
         uvicorn.run("stox_gateway.cli.asgi:create", factory=True, reload=True, **options)
@@ -118,7 +110,19 @@ def worker(
         raise typer.Exit(2)
     from stox_gateway.sdk.runner import run_worker
 
-    asyncio.run(run_worker(settings, step, noop=noop))
+    run_on_fast_loop(run_worker(settings, step, noop=noop))
+
+
+def run_on_fast_loop(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run` on uvloop where it is installed (uvicorn[standard] brings it on Linux and
+    macOS; uvicorn runs the gateway on it too): a service spends its time in socket I/O."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 @app.command("auth-service")

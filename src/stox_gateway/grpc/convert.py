@@ -56,7 +56,7 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
     )
 
 
-def update_message(frame: bytes) -> workflow_pb2.Update:
+def update_message(frame: bytes | str) -> workflow_pb2.Update:
     data = codec.loads(frame)
     return workflow_pb2.Update(
         type=data["type"],

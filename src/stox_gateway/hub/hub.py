@@ -30,11 +30,15 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """An encoded message and what it is about, so the writer can skip what a client has."""
+    """An encoded message and what it is about, so the writer can skip what a client has.
+
+    `data` is text, decoded once: a WebSocket sends it as a text frame (browsers `JSON.parse`
+    it), to every client that wants it.
+    """
 
     workflow_id: str | None
     seq: int
-    data: bytes
+    data: str
 
 
 LoadUpdates = Callable[[str, int, int], Awaitable[list[Update]]]
@@ -184,7 +188,7 @@ class Hub:
         for subscriber in audience:
             if not subscriber.wants(workflow_id, owner, seq):
                 continue
-            frame = frame or Frame(workflow_id, seq, codec.dumps(message))
+            frame = frame or Frame(workflow_id, seq, codec.dumps_str(message))
             if not subscriber.offer(frame):
                 self._drop(subscriber)
 
@@ -218,4 +222,4 @@ def heartbeat_frame() -> Frame:
         "timestamp": datetime.now(UTC),
         "data": {},
     }
-    return Frame(None, 0, codec.dumps(message))
+    return Frame(None, 0, codec.dumps_str(message))

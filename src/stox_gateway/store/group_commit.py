@@ -80,6 +80,7 @@ class GroupCommit:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._writing = False  # a batch is out of the queue and on its way to the database
         self.batches = 0  # statistics for tests and benchmarks
         self.operations = 0
 
@@ -103,7 +104,7 @@ class GroupCommit:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._pending and not self._task.done():
+                while (self._pending or self._writing) and not self._task.done():
                     await asyncio.sleep(0.005)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -111,6 +112,7 @@ class GroupCommit:
         self._task = None
         self._fail(list(self._pending), Unavailable("the store is closed"))
         self._pending.clear()
+        log.info("store.group_commit_closed", batches=self.batches, operations=self.operations)
 
     async def _run(self) -> None:
         while True:
@@ -121,6 +123,7 @@ class GroupCommit:
             batch = [
                 self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))
             ]
+            self._writing = True
             try:
                 await self._write_batch(batch)
             except asyncio.CancelledError:
@@ -128,6 +131,8 @@ class GroupCommit:
                 raise
             except Exception as exc:
                 self._fail(batch, exc)
+            finally:
+                self._writing = False
             self.batches += 1
             self.operations += len(batch)
 

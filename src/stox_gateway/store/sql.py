@@ -1,15 +1,15 @@
-"""The store on SQLAlchemy 2 async: SQLite (aiosqlite, WAL) or PostgreSQL (asyncpg), same code.
+"""The store on SQLAlchemy 2: SQLite or PostgreSQL (asyncpg), the same SQL for both.
 
-Concurrency: `change` locks the workflow row (`SELECT … FOR UPDATE` on PostgreSQL) for the
-whole read–decide–write, so two completions of one workflow on two replicas are applied one
-after the other. SQLite has one writer at a time anyway; write transactions start with
-`BEGIN IMMEDIATE` (so a read never turns stale before its write) and are queued on an asyncio
-lock in process rather than spinning on SQLite's busy timeout.
+Writes go through group commit (`group_commit.py`): queued changes are committed many to one
+transaction. Concurrency: a batch locks its workflows' rows (`SELECT … FOR UPDATE`, in id
+order, on PostgreSQL) for the whole read–decide–write, so two completions of one workflow on
+two replicas are applied one after the other. SQLite has one writer at a time anyway; its
+write transactions start with `BEGIN IMMEDIATE` (so a read never turns stale before its write)
+and run on the store's own thread (`sqlite_thread.py`), one whole operation per hand-off.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import uuid
@@ -90,7 +90,6 @@ class SqlStore:
         self._create_schema = create_schema
         self._engine: AsyncEngine | None = None
         self.is_sqlite = self._url.get_backend_name() == "sqlite"
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer = GroupCommit(self._write_batch, max_batch=max_batch)
         self._sqlite: SqliteThread | None = None  # the hot path's thread (sqlite_thread.py)
 
@@ -144,6 +143,11 @@ class SqlStore:
             self._engine = None
 
     @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema this store lives in (None: the connection's default)."""
+        return self._schema
+
+    @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise RuntimeError("the store is not started")
@@ -159,18 +163,15 @@ class SqlStore:
     # -- transactions ----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        lock = self._write_lock or contextlib.nullcontext()
-        async with lock:
-            try:
-                async with self.engine.connect() as conn:
-                    conn = await conn.execution_options(stox_write=True)
-                    async with conn.begin():
-                        yield conn
-            except (OSError, DBAPIError) as exc:
-                if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
-                    raise
-                raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+    async def _pg_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A PostgreSQL transaction held across awaits (the outbox claim, during publishing)."""
+        try:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except (OSError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
+                raise
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
     async def _run(self, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
         """`fn(connection)` in one transaction: on SQLite's thread, or on PostgreSQL through
@@ -365,7 +366,10 @@ class SqlStore:
         if self.is_sqlite:
             yield True
             return
-        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        # Scoped by schema: gateways of different systems sharing one database (tests, the
+        # chaos suite, benchmarks) must not exclude each other.
+        scoped = f"{self._schema or 'public'}:{name}"
+        key = int.from_bytes(hashlib.sha256(scoped.encode()).digest()[:8], "big", signed=True)
         async with self.engine.connect() as conn:
             got = bool(
                 (
@@ -407,7 +411,7 @@ class SqlStore:
 
             yield _Batch(rows, mark)
             return
-        async with self._writing() as conn:
+        async with self._pg_transaction() as conn:
             result = await conn.execute(query.with_for_update(skip_locked=True))
             rows = [_outbox_from_row(r) for r in result.mappings()]
 

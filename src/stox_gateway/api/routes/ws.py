@@ -118,7 +118,7 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
                 return
             if subscriber.already_has(frame):
                 continue
-            await websocket.send_text(frame.data.decode())
+            await websocket.send_text(frame.data)
 
     reader = asyncio.create_task(read())
     writer = asyncio.create_task(write())

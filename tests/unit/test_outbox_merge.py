@@ -1,0 +1,363 @@
+"""`merge_updates` and the relay around it, on rows made by hand and a store and bus of fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stox_gateway import codec
+from stox_gateway.bus.memory import MemoryBus
+from stox_gateway.bus.outbox_relay import MAX_MERGED_BODY, OutboxRelay, merge_updates
+from stox_gateway.bus.port import BusUnavailable, Delivery, Message, QueueSpec
+from stox_gateway.store.port import OutboxRow
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def update(workflow_id: str, seq: int, pad: int = 0) -> dict[str, Any]:
+    return {
+        "type": "step_started",
+        "workflow_id": workflow_id,
+        "seq": seq,
+        "timestamp": T0,
+        "data": {"pad": "x" * pad},
+    }
+
+
+def row(
+    routing_key: str,
+    body: bytes,
+    *,
+    owner: str | None = None,
+    available_at: datetime = T0,
+    mandatory: bool = False,
+) -> OutboxRow:
+    n = next(_ids)
+    return OutboxRow(
+        id=n,
+        routing_key=routing_key,
+        message_id=f"m{n}",
+        correlation_id=f"c{n}",
+        body=body,
+        mandatory=mandatory,
+        headers={"x-owner": owner, "traceparent": f"t{n}"} if owner else {"traceparent": f"t{n}"},
+        available_at=available_at,
+    )
+
+
+def update_row(*updates: dict[str, Any], owner: str | None = None, **kw: Any) -> OutboxRow:
+    """A row as `outgoing_messages` writes it: a JSON array of one transition's updates."""
+    return row("gateway.update", codec.dumps(list(updates)), owner=owner, **kw)
+
+
+def old_update_row(one: dict[str, Any], owner: str | None = None) -> OutboxRow:
+    """A row written before updates were grouped per transition: a single JSON object."""
+    return row("gateway.update", codec.dumps(one), owner=owner)
+
+
+def step_row(step_type: str = "image_processing", attempt: int = 1, **kw: Any) -> OutboxRow:
+    body = {"event_id": "e", "step_id": f"s-{step_type}", "attempt": attempt, "data": {}}
+    return row(f"step.{step_type}", codec.dumps(body), mandatory=True, **kw)
+
+
+def seqs(message: Message) -> list[tuple[str, int]]:
+    body = json.loads(message.body)
+    updates = body if isinstance(body, list) else [body]  # a lone old-style row stays as it is
+    return [(u["workflow_id"], u["seq"]) for u in updates]
+
+
+def shape(groups: list[tuple[list[OutboxRow], Message]]) -> list[list[int]]:
+    return [[r.id for r in rows] for rows, _ in groups]
+
+
+# -- merge_updates --------------------------------------------------------------------------
+
+
+def test_nothing_to_merge_in_an_empty_batch() -> None:
+    assert merge_updates([]) == []
+
+
+def test_consecutive_updates_of_one_owner_leave_as_one_array_in_order() -> None:
+    rows = [
+        update_row(update("a", 1), update("a", 2), owner="ann"),
+        update_row(update("b", 1), owner="ann"),
+        update_row(update("a", 3), update("a", 4), owner="ann"),
+    ]
+    [(merged_rows, message)] = merge_updates(rows)
+    assert merged_rows == rows
+    assert message.routing_key == "gateway.update"
+    assert message.headers.get("x-owner") == "ann"
+    assert seqs(message) == [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("a", 4)]
+    assert json.loads(message.body)[0] == json.loads(codec.dumps(update("a", 1)))
+
+
+def test_a_lone_update_row_leaves_as_it_is() -> None:
+    only = update_row(update("a", 1), update("a", 2), owner="ann")
+    [(rows, message)] = merge_updates([only])
+    assert rows == [only]
+    assert (message.body, message.message_id, message.correlation_id, message.headers) == (
+        only.body,
+        only.message_id,
+        only.correlation_id,
+        only.headers,
+    )
+
+
+def test_any_other_row_is_a_message_of_its_own_in_position() -> None:
+    start = row("workflow.start", b'{"event_id":"e1"}')
+    step = step_row()
+    done = row("workflow.completed", b'{"event_id":"e2"}')
+    completed = row("step.completed", b'{"event_id":"e3"}')
+    u1, u2, u3, u4 = (update_row(update("a", s)) for s in (1, 2, 3, 4))
+    groups = merge_updates([u1, start, step, u2, u3, done, completed, u4])
+    assert shape(groups) == [
+        [u1.id],
+        [start.id],
+        [step.id],
+        [u2.id, u3.id],
+        [done.id],
+        [completed.id],
+        [u4.id],
+    ]
+    for original, (_, message) in zip(
+        (start, step, done, completed), groups[1:3] + groups[4:6], strict=True
+    ):
+        assert message == Message(
+            routing_key=original.routing_key,
+            body=original.body,
+            message_id=original.message_id,
+            correlation_id=original.correlation_id,
+            headers=original.headers,
+            mandatory=original.mandatory,
+        )
+    assert seqs(groups[3][1]) == [("a", 2), ("a", 3)]
+
+
+def test_a_change_of_owner_starts_a_new_message() -> None:
+    rows = [
+        update_row(update("a", 1), owner="ann"),
+        update_row(update("a", 2), owner="ann"),
+        update_row(update("b", 1), owner="bob"),
+        update_row(update("c", 1)),  # no owner
+        update_row(update("c", 2)),
+        update_row(update("a", 3), owner="ann"),
+    ]
+    groups = merge_updates(rows)
+    assert shape(groups) == [
+        [r.id for r in rows[:2]],
+        [rows[2].id],
+        [r.id for r in rows[3:5]],
+        [rows[5].id],
+    ]
+    owners = [message.headers.get("x-owner") for _, message in groups]
+    assert owners == ["ann", "bob", None, "ann"]
+    assert [seqs(m) for _, m in groups] == [
+        [("a", 1), ("a", 2)],
+        [("b", 1)],
+        [("c", 1), ("c", 2)],
+        [("a", 3)],
+    ]
+
+
+def test_a_run_is_split_before_its_merged_body_would_exceed_the_limit() -> None:
+    pad = MAX_MERGED_BODY // 7
+    rows = [update_row(update("a", s, pad=pad)) for s in range(1, 21)]
+    groups = merge_updates(rows)
+    assert len(groups) > 1
+    assert all(len(message.body) <= MAX_MERGED_BODY for _, message in groups)
+    assert all(len(rows_) > 1 for rows_, _ in groups[:-1])  # still merged, only split
+    # Nothing lost, nothing reordered.
+    assert [r.id for rows_, _ in groups for r in rows_] == [r.id for r in rows]
+    assert [s for _, m in groups for s in seqs(m)] == [("a", s) for s in range(1, 21)]
+
+
+def test_a_row_larger_than_the_limit_leaves_alone() -> None:
+    small_before = update_row(update("a", 1))
+    huge = update_row(update("a", 2, pad=MAX_MERGED_BODY))
+    small_after = update_row(update("a", 3))
+    groups = merge_updates([small_before, huge, small_after])
+    assert shape(groups) == [[small_before.id], [huge.id], [small_after.id]]
+    assert groups[1][1].body == huge.body
+
+
+def test_an_old_style_row_of_a_single_update_is_merged_with_the_others() -> None:
+    rows = [
+        old_update_row(update("a", 1), owner="ann"),
+        update_row(update("a", 2), update("a", 3), owner="ann"),
+        old_update_row(update("b", 7), owner="ann"),
+    ]
+    [(merged_rows, message)] = merge_updates(rows)
+    assert merged_rows == rows
+    assert seqs(message) == [("a", 1), ("a", 2), ("a", 3), ("b", 7)]
+
+
+def test_a_lone_old_style_row_leaves_as_it_is() -> None:
+    only = old_update_row(update("a", 1))
+    [(_, message)] = merge_updates([only])
+    assert message.body == only.body
+
+
+def test_merged_old_style_rows_stay_within_the_limit() -> None:
+    first = old_update_row(update("a", 1))
+    pad = MAX_MERGED_BODY // 2 - len(first.body)
+    rows = [old_update_row(update("a", s, pad=pad)) for s in (1, 2)]
+    assert sum(len(r.body) for r in rows) <= MAX_MERGED_BODY  # two rows that fit the budget
+    groups = merge_updates(rows)
+    assert [s for _, m in groups for s in seqs(m)] == [("a", 1), ("a", 2)]
+    assert max(len(message.body) for _, message in groups) <= MAX_MERGED_BODY
+
+
+# -- the relay ------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeBatch:
+    rows: Sequence[OutboxRow]
+    store: FakeStore
+
+    async def mark_sent(self, ids: Sequence[int]) -> None:
+        self.store.events.append(("mark_sent", list(ids)))
+        self.store.sent.update(ids)
+
+
+@dataclass
+class FakeStore:
+    """The relay's side of the store port: a list of rows, and a log of what was done."""
+
+    rows: list[OutboxRow]
+    sent: set[int] = field(default_factory=set)
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def claim_outbox(self, now: datetime, limit: int = 100) -> AsyncIterator[FakeBatch]:
+        due = [
+            r
+            for r in self.rows
+            if r.id not in self.sent and (r.available_at is None or r.available_at <= now)
+        ]
+        yield FakeBatch(due[:limit], self)
+
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
+        self.events.append(("extend_deadlines", ([r.id for r in rows], now)))
+
+
+@dataclass
+class FakeBus:
+    """Records what is published; refuses the messages whose id is in `refuse`, and those
+    carrying an update of a workflow in `refuse_workflows` (a merged message has an id of its
+    own)."""
+
+    refuse: set[str] = field(default_factory=set)
+    refuse_workflows: set[str] = field(default_factory=set)
+    published: list[Message] = field(default_factory=list)
+    events: list[tuple[str, Any]] | None = None
+
+    async def publish(self, message: Message) -> None:
+        if self.events is not None:
+            self.events.append(("publish", message.message_id))
+        if message.message_id in self.refuse:
+            raise BusUnavailable("refused")
+        if message.routing_key == "gateway.update" and self.refuse_workflows & {
+            w for w, _ in seqs(message)
+        }:
+            raise BusUnavailable("refused")
+        self.published.append(message)
+
+
+def relay_for(store: FakeStore, bus: Any, now: datetime = T0, **kw: Any) -> OutboxRelay:
+    return OutboxRelay(store, bus, clock=lambda: now, max_retries=0, **kw)  # type: ignore[arg-type]
+
+
+async def test_the_relay_marks_every_row_of_a_merged_message_sent() -> None:
+    rows = [update_row(update("a", s), owner="ann") for s in (1, 2, 3)]
+    store, bus = FakeStore(rows), FakeBus()
+    assert await relay_for(store, bus).relay_once() == 3
+    [message] = bus.published
+    assert seqs(message) == [("a", 1), ("a", 2), ("a", 3)]
+    assert store.sent == {r.id for r in rows}
+    assert await relay_for(store, bus).relay_once() == 0  # nothing left to send
+    assert len(bus.published) == 1
+
+
+async def test_a_failed_publish_of_a_merged_message_marks_none_of_its_rows() -> None:
+    rows = [update_row(update("a", s), owner="ann") for s in (1, 2, 3)]
+    store = FakeStore(rows)
+    bus = FakeBus(refuse_workflows={"a"})
+    with pytest.raises(BusUnavailable):
+        await relay_for(store, bus).relay_once()
+    assert bus.published == []
+    assert store.sent == set()
+    bus.refuse_workflows.clear()  # the broker is back: the next run sends them all
+    assert await relay_for(store, bus).relay_once() == 3
+    assert store.sent == {r.id for r in rows}
+
+
+async def test_only_the_rows_of_the_failed_message_stay_unsent() -> None:
+    ann = [update_row(update("a", s), owner="ann") for s in (1, 2)]
+    step = step_row()
+    bob = [update_row(update("b", s), owner="bob") for s in (1, 2)]
+    store = FakeStore([*ann, step, *bob])
+    bus = FakeBus(refuse_workflows={"b"})
+    with pytest.raises(BusUnavailable):
+        await relay_for(store, bus).relay_once()
+    assert [m.routing_key for m in bus.published] == ["gateway.update", "step.image_processing"]
+    assert store.sent == {ann[0].id, ann[1].id, step.id}
+
+
+async def test_merged_updates_reach_a_consumer_of_the_memory_bus_as_one_array() -> None:
+    bus = MemoryBus()
+    await bus.start()
+    received: list[Message] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(delivery.message)
+
+    await bus.consume(QueueSpec("test_outbox_merge_updates", ("gateway.update",)), handler)
+    rows = [
+        update_row(update("a", 1), update("a", 2), owner="ann"),
+        update_row(update("b", 1), owner="ann"),
+    ]
+    store = FakeStore(rows)
+    try:
+        assert await relay_for(store, bus).relay_once() == 2
+        async with asyncio.timeout(2):
+            await bus.join()
+    finally:
+        await bus.close()
+    [message] = received
+    assert seqs(message) == [("a", 1), ("a", 2), ("b", 1)]
+    assert message.headers.get("x-owner") == "ann"
+    assert store.sent == {r.id for r in rows}
+
+
+async def test_late_step_messages_get_their_deadlines_restarted_before_they_leave() -> None:
+    now = T0 + timedelta(minutes=5)
+    late_step = step_row("image_processing", available_at=T0)
+    on_time_step = step_row("ai_enhancement", available_at=now - timedelta(seconds=0.5))
+    late_update = update_row(update("a", 1), available_at=T0)
+    late_report = row("step.completed", b'{"step_id":"s","attempt":1}', available_at=T0)
+    late_event = row("workflow.start", b'{"event_id":"e"}', available_at=T0)
+    store = FakeStore([late_step, on_time_step, late_update, late_report, late_event])
+    bus = FakeBus(events=store.events)
+    assert await relay_for(store, bus, now=now).relay_once() == 5
+    extended = [e for e in store.events if e[0] == "extend_deadlines"]
+    assert extended == [("extend_deadlines", ([late_step.id], now))]
+    # Committed before anything is published, so a sweeper elsewhere sees the new deadline.
+    assert store.events[0][0] == "extend_deadlines"
+    assert {e[0] for e in store.events[1:]} == {"publish", "mark_sent"}
+
+
+async def test_no_deadline_moves_when_every_message_leaves_on_time() -> None:
+    store = FakeStore([step_row(available_at=T0), update_row(update("a", 1), available_at=T0)])
+    bus = FakeBus(events=store.events)
+    assert await relay_for(store, bus, now=T0 + timedelta(seconds=0.5)).relay_once() == 2
+    assert [e for e in store.events if e[0] == "extend_deadlines"] == []
