@@ -125,7 +125,7 @@ class OutboxRelay:
             # back together. One channel keeps the publish order, so a workflow's updates
             # still leave in seq order.
             outcomes = await asyncio.gather(
-                *(self._publish(rows, message) for rows, message in groups),
+                *(self._publish(message) for _, message in groups),
                 return_exceptions=True,
             )
             sent = [
@@ -150,7 +150,7 @@ class OutboxRelay:
             and (self._clock() - row.available_at).total_seconds() > self._late_after
         )
 
-    async def _publish(self, rows: Sequence[OutboxRow], message: Message) -> None:
+    async def _publish(self, message: Message) -> None:
         started = time.perf_counter()
         with span(
             f"publish {message.routing_key}",

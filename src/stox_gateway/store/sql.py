@@ -446,14 +446,32 @@ class SqlStore:
                 if body.get("step_id") and isinstance(body.get("attempt"), int):
                     wanted[str(body["step_id"])] = int(body["attempt"])
         if wanted:
-            await self._run(lambda conn: _extend_deadlines(conn, wanted, now), write=True)
+            await self._run(
+                lambda conn: _extend_deadlines(conn, wanted, now, lock=not self.is_sqlite),
+                write=True,
+            )
 
     async def outbox_backlog(self) -> int:
         query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
         return int(await self._run(lambda conn: conn.execute(query).scalar_one(), write=False))
 
 
-def _extend_deadlines(conn: sa.Connection, wanted: dict[str, int], now: datetime) -> None:
+def _extend_deadlines(
+    conn: sa.Connection, wanted: dict[str, int], now: datetime, *, lock: bool
+) -> None:
+    if lock:
+        # The workflows' row locks, in id order, as a batch of the engine takes them: a sweeper
+        # deciding a timeout for one of these steps decides before or after this, never on a
+        # deadline this is about to move.
+        owners = conn.execute(
+            sa.select(steps.c.workflow_id).where(steps.c.id.in_(list(wanted)))
+        ).scalars()
+        conn.execute(
+            sa.select(workflows.c.id)
+            .where(workflows.c.id.in_(sorted(set(owners))))
+            .order_by(workflows.c.id)
+            .with_for_update()
+        ).all()
     found = conn.execute(
         sa.select(steps.c.id, steps.c.attempts, steps.c.timeout_seconds).where(
             steps.c.id.in_(list(wanted)), steps.c.status == str(StepStatus.RUNNING)

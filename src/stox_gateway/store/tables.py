@@ -125,6 +125,14 @@ outbox = sa.Table(
         sqlite_where=sa.text("sent_at IS NULL"),
         postgresql_where=sa.text("sent_at IS NULL"),
     ),
+    # The relay's claim (unsent, oldest id first): without it SQLite scans the whole table in
+    # id order on every claim, a cost that grows with every row ever sent.
+    sa.Index(
+        "ix_outbox_unsent_id",
+        "id",
+        sqlite_where=sa.text("sent_at IS NULL"),
+        postgresql_where=sa.text("sent_at IS NULL"),
+    ),
 )
 
 # Idempotency-Key of uploads: the same key and body give the same workflow.
