@@ -18,20 +18,14 @@ from dataclasses import dataclass, field
 import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from stox_gateway import codec
 from stox_gateway.auth.errors import Unauthenticated
 from stox_gateway.auth.guard import Guard
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
-from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Transient
+from stox_gateway.bus.patience import with_patience
+from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
@@ -294,27 +288,12 @@ class Runtime:
         messages: a restart of the database would dead-letter valid reports within a second.
         So wait (bounded), then raise `Transient`: the bus requeues the report uncounted.
         """
-        try:
-            await self.engine.complete_step(completion)  # the common case: no retry machinery
-            return
-        except Unavailable:
-            pass
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self.completion_patience),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            retry=retry_if_exception_type(Unavailable),
-            before_sleep=_log_first_wait,
-            reraise=True,
+        await with_patience(
+            lambda: self.engine.complete_step(completion),
+            outage=Unavailable,
+            patience=self.completion_patience,
+            retry_after=self.completion_retry_after,
+            on_first_wait=lambda error: log.warning(
+                "completion.waiting_for_database", error=str(error), via="amqp"
+            ),
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    await self.engine.complete_step(completion)
-        except Unavailable as exc:
-            raise Transient(str(exc), retry_after=self.completion_retry_after) from exc
-
-
-def _log_first_wait(state: RetryCallState) -> None:
-    if state.attempt_number == 1:
-        error = state.outcome.exception() if state.outcome else None
-        log.warning("completion.waiting_for_database", error=str(error), via="amqp")

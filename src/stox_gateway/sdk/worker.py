@@ -10,9 +10,9 @@ from typing import Any
 import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stox_gateway import codec
+from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
 from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
@@ -131,23 +131,15 @@ class Worker:
         uncounted; its redelivery is answered from the effects journal.
         """
         try:
-            await self._reporter.report(report, correlation_id)  # the common case
-            return
-        except GatewayUnavailable:
-            pass
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self._report_patience),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            retry=retry_if_exception_type(GatewayUnavailable),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    await self._reporter.report(report, correlation_id)
-        except GatewayUnavailable as exc:
-            log.warning("worker.report_deferred", step_type=self.step_type, error=str(exc))
-            raise Transient(str(exc), retry_after=self._report_retry_after) from exc
+            await with_patience(
+                lambda: self._reporter.report(report, correlation_id),
+                outage=GatewayUnavailable,
+                patience=self._report_patience,
+                retry_after=self._report_retry_after,
+            )
+        except Transient as exc:
+            log.warning("worker.report_deferred", step_type=self.step_type, error=exc.reason)
+            raise
 
     async def _handle_once(self, ctx: StepContext) -> StepCompletedRequest:
         """Run the handler, unless the journal shows this attempt was handled already."""
