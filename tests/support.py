@@ -105,8 +105,14 @@ async def running_gateway(
         await asyncio.wait_for(task, 20)
 
 
-async def receive_until(ws: Any, kind: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Read WebSocket messages until one of type `kind`; return all of them, heartbeats dropped."""
+async def receive_until(
+    ws: Any, kind: str, timeout: float = 10.0, *, or_snapshot_status: str | None = None
+) -> list[dict[str, Any]]:
+    """Read WebSocket messages until one of type `kind`; return all of them, heartbeats dropped.
+
+    With `or_snapshot_status`, a first snapshot already in that status ends the wait too: a
+    workflow can end before the client connects, and then the snapshot is how it learns.
+    """
     messages: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
         while True:
@@ -115,6 +121,12 @@ async def receive_until(ws: Any, kind: str, timeout: float = 10.0) -> list[dict[
                 continue
             messages.append(message)
             if message["type"] == kind:
+                return messages
+            if (
+                message["type"] == "snapshot"
+                and or_snapshot_status is not None
+                and message["data"].get("status") == or_snapshot_status
+            ):
                 return messages
 
 

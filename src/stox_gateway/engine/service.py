@@ -45,6 +45,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# Jitter from a generator of its own, never the `random` module's shared state: code in the
+# same process (a test's Hypothesis, a simulation with a seed) must not see it move.
+_JITTER = random.Random()
+
+
 @dataclass(frozen=True, slots=True)
 class ExponentialBackoff:
     """`base · 2^(attempt-1)`, capped, with full jitter on the upper half (no thundering herd)."""
@@ -57,7 +62,7 @@ class ExponentialBackoff:
         ceiling = min(
             self.cap.total_seconds(), self.base.total_seconds() * 2 ** (failed_attempt - 1)
         )
-        draw = (self.rng or random).random()
+        draw = (self.rng or _JITTER).random()
         return float(ceiling * (0.5 + draw / 2))
 
 
