@@ -45,7 +45,10 @@ def setup_tracing(settings: TracingSettings, exporter: Any = None) -> Callable[[
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        id_generator=_private_id_generator(),
+    )
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -58,6 +61,30 @@ def setup_tracing(settings: TracingSettings, exporter: Any = None) -> Callable[[
     global _enabled
     _enabled = True
     return provider.shutdown
+
+
+def _private_id_generator() -> Any:
+    """Span and trace ids from a generator of their own. The SDK's default draws them from the
+    `random` module's shared state, which other code in the process (a seeded simulation, a
+    test's Hypothesis) must not see move."""
+    import random
+
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class PrivateRandomIdGenerator(IdGenerator):
+        def __init__(self) -> None:
+            self._random = random.Random()
+
+        def generate_span_id(self) -> int:
+            return self._random.getrandbits(64) or 1  # 0 is the invalid span id
+
+        def generate_trace_id(self) -> int:
+            return self._random.getrandbits(128) or 1
+
+        def is_trace_id_random(self) -> bool:
+            return True
+
+    return PrivateRandomIdGenerator()
 
 
 def trace_headers() -> dict[str, str]:
