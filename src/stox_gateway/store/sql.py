@@ -568,10 +568,10 @@ def _plan_change(op: ChangeOp, writes: _Writes, state: dict[str, Workflow]) -> A
         return transition
     wf = transition.workflow
     state[wf.id] = wf
-    writes.changed_workflows[wf.id] = wf
+    writes.changed_workflows[wf.id] = _workflow_row(wf)
     for step in wf.steps:
         if step.id in transition.changed_steps:
-            writes.changed_steps[step.id] = step
+            writes.changed_steps[step.id] = _step_row(wf.id, step)
     writes.append(transition, op.trace)
     return transition
 
@@ -585,47 +585,24 @@ def _update_by_id(table: sa.Table, columns: Sequence[str]) -> sa.Update:
     )
 
 
-def _workflow_changes(wf: Workflow) -> dict[str, Any]:
-    return {
-        "w_id": wf.id,
-        "w_status": str(wf.status),
-        "w_seq": wf.seq,
-        "w_error": wf.error,
-        "w_updated_at": wf.updated_at,
-        "w_completed_at": wf.completed_at,
-    }
-
-
-def _step_changes(step: Step) -> dict[str, Any]:
-    return {
-        "w_id": step.id,
-        "w_status": str(step.status),
-        "w_attempts": step.attempts,
-        "w_max_attempts": step.max_attempts,
-        "w_started_at": step.started_at,
-        "w_completed_at": step.completed_at,
-        "w_deadline_at": step.deadline_at,
-        "w_result": step.result,
-        "w_error": step.error,
-    }
-
-
-_UPDATE_WORKFLOW = _update_by_id(
-    workflows, ("status", "seq", "error", "updated_at", "completed_at")
+_WORKFLOW_CHANGED = ("status", "seq", "error", "updated_at", "completed_at")
+_STEP_CHANGED = (
+    "status",
+    "attempts",
+    "max_attempts",
+    "started_at",
+    "completed_at",
+    "deadline_at",
+    "result",
+    "error",
 )
-_UPDATE_STEP = _update_by_id(
-    steps,
-    (
-        "status",
-        "attempts",
-        "max_attempts",
-        "started_at",
-        "completed_at",
-        "deadline_at",
-        "result",
-        "error",
-    ),
-)
+_UPDATE_WORKFLOW = _update_by_id(workflows, _WORKFLOW_CHANGED)
+_UPDATE_STEP = _update_by_id(steps, _STEP_CHANGED)
+
+
+def _changes(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """The parameters of `_update_by_id` for one row (as `_workflow_row` / `_step_row` make)."""
+    return {"w_id": row["id"], **{f"w_{c}": row[c] for c in columns}}
 
 
 @dataclass(slots=True)
@@ -635,8 +612,8 @@ class _Writes:
     new_workflows: list[dict[str, Any]] = field(default_factory=list)
     new_steps: list[dict[str, Any]] = field(default_factory=list)
     keys: list[dict[str, Any]] = field(default_factory=list)
-    changed_workflows: dict[str, Workflow] = field(default_factory=dict)
-    changed_steps: dict[str, Step] = field(default_factory=dict)  # the last state wins
+    changed_workflows: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → row
+    changed_steps: dict[str, dict[str, Any]] = field(default_factory=dict)  # the last wins
     events: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     sent: list[MarkSentOp] = field(default_factory=list)
@@ -667,10 +644,13 @@ class _Writes:
             conn.execute(idempotency_keys.insert(), self.keys)
         if self.changed_workflows:
             conn.execute(
-                _UPDATE_WORKFLOW, [_workflow_changes(w) for w in self.changed_workflows.values()]
+                _UPDATE_WORKFLOW,
+                [_changes(row, _WORKFLOW_CHANGED) for row in self.changed_workflows.values()],
             )
         if self.changed_steps:
-            conn.execute(_UPDATE_STEP, [_step_changes(s) for s in self.changed_steps.values()])
+            conn.execute(
+                _UPDATE_STEP, [_changes(row, _STEP_CHANGED) for row in self.changed_steps.values()]
+            )
         if self.events:
             conn.execute(workflow_events.insert(), self.events)
         if self.messages:
