@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -66,6 +68,34 @@ async def test_a_late_subscriber_still_learns_the_outcome(
     assert snapshot["type"] == "snapshot"
     assert snapshot["data"]["status"] == "completed"
     assert snapshot["seq"] == 8
+
+
+async def test_idle_subscribers_do_not_keep_their_snapshots(
+    client: httpx.AsyncClient, manual_gateway: RunningGateway
+) -> None:
+    """An idle connection holds its subscription, not the snapshot it was sent: kept alive by
+    the handler, a 100-workflow snapshot was most of an idle client's memory."""
+    for index in range(30):
+        await upload(client, name=f"Product {index}")
+    connections = 10
+    sockets = []
+    tracemalloc.start()
+    try:
+        for _ in range(connections):
+            ws = await websockets.connect(manual_gateway.ws_url)
+            sockets.append(ws)
+            snapshot = await ws.recv()
+        gc.collect()
+        encoded = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, codec.__file__)]
+        )
+        held = sum(stat.size for stat in encoded.statistics("filename"))
+    finally:
+        tracemalloc.stop()
+        for ws in sockets:
+            await ws.close()
+    assert len(snapshot) > 10_000  # 30 workflows: big enough to see
+    assert held < 2 * len(snapshot), f"{held} bytes of encoded frames held by {connections} idle"
 
 
 async def test_an_all_workflows_subscriber_sees_every_workflow(

@@ -120,8 +120,10 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         runtime.hub.subscribe(subscriber)
         try:
             since = request.since if request.HasField("since") else None
-            for frame in await first_frames(runtime.engine, subscriber, since):
-                yield update_message(frame)
+            frames = await first_frames(runtime.engine, subscriber, since)
+            while frames:  # popped, so no sent frame stays alive with the stream
+                yield update_message(frames.pop(0))
+            del frames
             while True:
                 item = await subscriber.queue.get()
                 if item is None:

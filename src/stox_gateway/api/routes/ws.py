@@ -24,6 +24,7 @@ from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.hub import Subscriber
 from stox_gateway.hub.feed import first_frames
 from stox_gateway.hub.hub import CLOSE_TOO_SLOW
+from stox_gateway.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -92,11 +93,19 @@ async def workflow_updates(websocket: WebSocket) -> None:
     )
     runtime.hub.subscribe(subscriber)  # before reading the state, so nothing falls in between
     try:
-        for frame in await first_frames(runtime.engine, subscriber, since):
-            await websocket.send_text(frame.decode())  # text frames: browsers JSON.parse them
+        await _send_first_frames(websocket, runtime, subscriber, since)
         await _pump(websocket, subscriber)
     finally:
         runtime.hub.unsubscribe(subscriber)
+
+
+async def _send_first_frames(
+    websocket: WebSocket, runtime: Runtime, subscriber: Subscriber, since: int | None
+) -> None:
+    # A function of its own so the frames are freed once sent: a loop variable in the handler
+    # would keep the last one (a snapshot of up to ~130 KB) for the life of the connection.
+    for frame in await first_frames(runtime.engine, subscriber, since):
+        await websocket.send_text(frame)  # text frames: browsers JSON.parse them
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
