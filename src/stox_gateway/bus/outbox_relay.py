@@ -209,38 +209,39 @@ class OutboxRelay:
 
 
 def merge_updates(rows: Sequence[OutboxRow]) -> list[tuple[list[OutboxRow], Message]]:
-    """The bus messages of a batch of rows, in row order.
+    """The bus messages of a batch of rows.
 
-    Consecutive `gateway.update` rows of the same owner leave as one message: their bodies
-    are JSON arrays of updates, so the merged body is their concatenation. Under load that is
-    one message for a whole batch instead of one per transition, for the broker and for every
-    replica consuming it. Any other row is a message of its own.
+    The `gateway.update` rows of one owner leave as one message, at the place of the first of
+    them: their bodies are JSON arrays of updates, so the merged body is their concatenation,
+    in row order (a workflow's updates stay in seq order). A transition writes its step
+    message and its update row side by side, so merging only neighbours merged nothing; this
+    way a whole batch is one update message per owner, for the broker and for every replica
+    consuming it. Any other row is a message of its own, in row order. No message of merged
+    updates grows beyond `MAX_MERGED_BODY`: the next row of that owner starts another.
     """
-    groups: list[tuple[list[OutboxRow], Message]] = []
-    run: list[OutboxRow] = []
-    size = 0
-
-    def close_run() -> None:
-        if run:
-            groups.append((list(run), _merged(run)))
-            run.clear()
-
+    groups: list[list[OutboxRow]] = []
+    open_group: dict[str | None, int] = {}  # owner → its group still taking rows
+    sizes: dict[int, int] = {}
     for row in rows:
         if row.routing_key != UPDATE_ROUTING_KEY:
-            close_run()
-            size = 0
-            groups.append(([row], _message(row)))
+            groups.append([row])
             continue
-        if run and (
-            row.headers.get("x-owner") != run[0].headers.get("x-owner")
-            or size + len(row.body) + 1 > MAX_MERGED_BODY  # + the comma between
-        ):
-            close_run()
-            size = 0
-        run.append(row)
-        size += len(row.body) + (2 if not size else 1)  # the brackets, then a comma each
-    close_run()
-    return groups
+        owner = row.headers.get("x-owner")
+        index = open_group.get(owner)
+        if index is not None and sizes[index] + len(row.body) + 1 <= MAX_MERGED_BODY:
+            groups[index].append(row)
+            sizes[index] += len(row.body) + 1  # a comma between
+            continue
+        open_group[owner] = len(groups)
+        sizes[len(groups)] = len(row.body) + 2  # the brackets
+        groups.append([row])
+    return [
+        (
+            group,
+            _merged(group) if group[0].routing_key == UPDATE_ROUTING_KEY else _message(group[0]),
+        )
+        for group in groups
+    ]
 
 
 def _message(row: OutboxRow) -> Message:
