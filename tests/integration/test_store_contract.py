@@ -16,6 +16,7 @@ from stox_gateway.engine.errors import CompletionRejected, WorkflowNotFound
 from stox_gateway.engine.models import Completion, StepStatus, Workflow, WorkflowStatus
 from stox_gateway.engine.service import WorkflowEngine
 from stox_gateway.store.sql import SqlStore
+from stox_gateway.store.tables import outbox
 from tests.support import POSTGRES_URL, require_server
 
 
@@ -135,6 +136,61 @@ async def test_a_delayed_message_waits_for_its_time(any_store: SqlStore) -> None
     later = datetime.now(UTC) + timedelta(seconds=31)
     async with any_store.claim_outbox(later) as batch:
         assert "step.image_processing" in [r.routing_key for r in batch.rows]
+
+
+async def test_rows_committed_here_reach_the_relay_from_memory_as_the_table_has_them(
+    any_store: SqlStore,
+) -> None:
+    at = datetime.now(UTC) + timedelta(seconds=1)  # one claim clock: no turn of the table
+    async with any_store.claim_outbox(at) as first:
+        assert first.rows == []  # the first claim reads the (empty) table
+    await create(any_store, "Alone")
+    await asyncio.gather(*(create(any_store, f"Together {i}") for i in range(4)))
+    async with any_store.claim_outbox(at, limit=100) as batch:
+        handed = list(batch.rows)
+        await batch.mark_sent([r.id for r in handed])
+    assert len(handed) == 15  # per workflow: start, step, updates
+    async with any_store.engine.connect() as conn:
+        stored = {
+            r.id: r
+            for r in await conn.execute(
+                sa.select(outbox.c.id, outbox.c.message_id, outbox.c.routing_key, outbox.c.body)
+            )
+        }
+    # The ids the relay marks are the rows' own, whichever statement wrote them.
+    assert sorted(stored) == sorted(r.id for r in handed)
+    for row in handed:
+        assert (stored[row.id].message_id, stored[row.id].routing_key) == (
+            row.message_id,
+            row.routing_key,
+        )
+        assert bytes(stored[row.id].body) == row.body
+    assert await any_store.outbox_backlog() == 0
+
+
+async def test_a_claimed_row_is_not_claimed_again_before_its_mark_is_committed(
+    any_store: SqlStore,
+) -> None:
+    await create(any_store)
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    async with any_store.claim_outbox(at) as batch:
+        claimed = [r.id for r in batch.rows]
+        await batch.mark_sent(claimed)  # on SQLite: rides along with the next batch
+    assert len(claimed) == 3
+    async with any_store.claim_outbox(at + timedelta(seconds=5)) as again:  # the table's turn
+        assert again.rows == []
+    assert await any_store.outbox_backlog() == 0
+
+
+async def test_rows_left_unmarked_are_claimed_again(any_store: SqlStore) -> None:
+    await create(any_store)
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    async with any_store.claim_outbox(at) as batch:
+        first = sorted(r.id for r in batch.rows)  # a publish failed: none marked
+    async with any_store.claim_outbox(at) as batch:
+        assert sorted(r.id for r in batch.rows) == first
+        await batch.mark_sent(first)
+    assert await any_store.outbox_backlog() == 0
 
 
 @pytest.mark.postgres

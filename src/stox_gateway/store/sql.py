@@ -10,12 +10,13 @@ and run on the store's own thread (`sqlite_thread.py`), one whole operation per 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -38,6 +39,7 @@ from stox_gateway.engine.models import (
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.store import migrate
 from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
+from stox_gateway.store.outbox_handoff import OutboxHandoff
 from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
 from stox_gateway.store.sqlite_thread import SqliteThread, configure_sqlite
 from stox_gateway.store.tables import (
@@ -92,6 +94,7 @@ class SqlStore:
         self.is_sqlite = self._url.get_backend_name() == "sqlite"
         self._writer = GroupCommit(self._write_batch, max_batch=max_batch)
         self._sqlite: SqliteThread | None = None  # the hot path's thread (sqlite_thread.py)
+        self._handoff = OutboxHandoff()  # committed outbox rows, for the relay (no read back)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -237,12 +240,22 @@ class SqlStore:
             _resolve(op, exc)
 
     async def _commit_batch(self, ops: Sequence[Op]) -> None:
-        """One transaction for `ops`; their futures resolve after the commit."""
-        outcomes = await self._run(lambda conn: self._apply(conn, ops), write=True)
+        """One transaction for `ops`; their futures resolve after the commit, and the outbox
+        rows it wrote that are already due go to the relay from memory."""
+        outcomes, writes = await self._run(lambda conn: self._apply(conn, ops), write=True)
+        if writes.outbox_ids:
+            now = datetime.now(UTC)
+            self._handoff.offer(
+                _outbox_from_written(row_id, row)
+                for row_id, row in zip(writes.outbox_ids, writes.messages, strict=True)
+                if row["available_at"] <= now
+            )
         for op, outcome in outcomes:
             _resolve(op, outcome)
 
-    def _apply(self, conn: sa.Connection, ops: Sequence[Op]) -> list[tuple[Op, Any]]:
+    def _apply(
+        self, conn: sa.Connection, ops: Sequence[Op]
+    ) -> tuple[list[tuple[Op, Any]], _Writes]:
         outcomes: list[tuple[Op, Any]] = []
         writes = _Writes()
         ids = sorted({op.workflow_id for op in ops if isinstance(op, ChangeOp)})
@@ -257,31 +270,22 @@ class SqlStore:
                 writes.sent.append(op)
                 outcomes.append((op, None))
         writes.execute(conn)
-        return outcomes
+        return outcomes, writes
 
     def _load_many(
         self, conn: sa.Connection, ids: Sequence[str], *, for_update: bool
     ) -> dict[str, Workflow]:
         """The workflows of a batch; on PostgreSQL locked, in id order (no deadlocks)."""
-        # `=` for one id: an expanding IN costs a re-render of the statement per execution.
         one = len(ids) == 1
-        query = sa.select(workflows).where(
-            workflows.c.id == ids[0] if one else workflows.c.id.in_(ids)
-        )
-        if for_update and not self.is_sqlite:
-            query = query.order_by(workflows.c.id).with_for_update()
-        rows = conn.execute(query).mappings().all()
+        lock = for_update and not self.is_sqlite
+        params = {"id": ids[0]} if one else {"ids": list(ids)}
+        rows = conn.execute(_WORKFLOWS_BY_ID[one, lock], params).mappings().all()
         if not rows:
             return {}
         by_workflow: dict[str, list[Step]] = {r["id"]: [] for r in rows}
-        step_rows = conn.execute(
-            sa.select(steps)
-            .where(
-                steps.c.workflow_id == ids[0] if one else steps.c.workflow_id.in_(list(by_workflow))
-            )
-            .order_by(steps.c.workflow_id, steps.c.position)
-        )
-        for r in step_rows.mappings():
+        if not one:
+            params = {"ids": list(by_workflow)}
+        for r in conn.execute(_STEPS_BY_WORKFLOW[one], params).mappings():
             by_workflow[r["workflow_id"]].append(_step_from_row(r))
         return {r["id"]: _workflow_from_row(r, by_workflow[r["id"]]) for r in rows}
 
@@ -388,39 +392,57 @@ class SqlStore:
 
     @contextlib.asynccontextmanager
     async def claim_outbox(self, now: datetime, limit: int = 100) -> AsyncIterator[_Batch]:
-        """Unsent rows that are due, oldest first.
+        """Unsent rows that are due: those this process just committed, from memory, else
+        the oldest from the table (`outbox_handoff.py` says when which).
 
         PostgreSQL: rows are locked (`FOR UPDATE SKIP LOCKED`) until the batch ends, so
-        replicas relaying side by side never send one row twice. SQLite serves one process.
+        replicas relaying side by side never send one row twice; rows from memory too, by id.
+        SQLite serves one process: marks ride along with the engine's next batch.
+        Whatever the batch does not mark sent is claimable again afterwards.
         """
-        query = (
-            sa.select(*(outbox.c[name] for name in _OUTBOX_READ))
-            .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now)
-            .order_by(outbox.c.id)
-            .limit(limit)
-        )
+        handed = self._handoff.take(limit, now)
         if self.is_sqlite:
-            rows = await self._run(
-                lambda conn: [_outbox_from_row(r) for r in conn.execute(query).mappings()],
-                write=False,
-            )
+            if handed is None:
+                handed = self._handoff.from_table(
+                    await self._run(lambda conn: _claim_rows(conn, now, limit), write=False),
+                    limit,
+                    now,
+                )
 
             async def mark(ids: Sequence[int]) -> None:
-                # With the engine's next batch: one transaction for both.
-                await self._writer.submit(MarkSentOp(ids, now))
+                def given_back(done: asyncio.Future[Any]) -> None:
+                    if done.cancelled() or done.exception() is not None:
+                        self._handoff.release(ids)  # not marked: the table still says unsent
 
-            yield _Batch(rows, mark)
+                self._writer.submit_later(MarkSentOp(ids, now)).add_done_callback(given_back)
+
+            batch = _Batch(handed, mark)
+            try:
+                yield batch
+            finally:
+                self._handoff.release(_unmarked(batch))
             return
         async with self._pg_transaction() as conn:
-            result = await conn.execute(query.with_for_update(skip_locked=True))
-            rows = [_outbox_from_row(r) for r in result.mappings()]
+            if handed is None:
+                handed = self._handoff.from_table(
+                    await conn.run_sync(_claim_rows, now, limit, lock=True), limit, now
+                )
+            elif handed:
+                locked = await conn.run_sync(_lock_rows, [row.id for row in handed])
+                self._handoff.release(row.id for row in handed if row.id not in locked)
+                handed = [row for row in handed if row.id in locked]
 
             async def mark_locked(ids: Sequence[int]) -> None:
                 await conn.run_sync(_mark_sent, ids, now)
 
-            yield _Batch(rows, mark_locked)
+            batch = _Batch(handed, mark_locked)
+            try:
+                yield batch
+            finally:
+                self._handoff.release(_unmarked(batch))
 
     async def outbox_oldest_due(self, now: datetime) -> datetime | None:
+        await self._writer.settle()  # marks riding with the next batch count as sent
         query = sa.select(sa.func.min(outbox.c.available_at)).where(
             outbox.c.sent_at.is_(None), outbox.c.available_at <= now
         )
@@ -452,8 +474,38 @@ class SqlStore:
             )
 
     async def outbox_backlog(self) -> int:
+        await self._writer.settle()
         query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
         return int(await self._run(lambda conn: conn.execute(query).scalar_one(), write=False))
+
+
+def _claim_rows(
+    conn: sa.Connection, now: datetime, limit: int, *, lock: bool = False
+) -> list[OutboxRow]:
+    query = (
+        sa.select(*(outbox.c[name] for name in _OUTBOX_READ))
+        .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    return [_outbox_from_row(r) for r in conn.execute(query).mappings()]
+
+
+def _lock_rows(conn: sa.Connection, ids: Sequence[int]) -> set[int]:
+    """The rows of `ids` still unsent that no other transaction holds, locked (PostgreSQL)."""
+    query = (
+        sa.select(outbox.c.id)
+        .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None))
+        .with_for_update(skip_locked=True)
+    )
+    return set(conn.execute(query).scalars())
+
+
+def _unmarked(batch: _Batch) -> list[int]:
+    marked = set(batch.marked)
+    return [row.id for row in batch.rows if row.id not in marked]
 
 
 def _extend_deadlines(
@@ -576,6 +628,33 @@ def _plan_change(op: ChangeOp, writes: _Writes, state: dict[str, Workflow]) -> A
     return transition
 
 
+# Built once: a statement built per call costs more than running it (its cache key is
+# computed anew each time). Keyed by (one id?, locked?); `=` for one id, since an expanding
+# `IN` is rendered again at every execution.
+def _workflows_by_id(one: bool, lock: bool) -> sa.Select[Any]:
+    query = sa.select(workflows).where(
+        workflows.c.id == sa.bindparam("id")
+        if one
+        else workflows.c.id.in_(sa.bindparam("ids", expanding=True))
+    )
+    return query.order_by(workflows.c.id).with_for_update() if lock else query
+
+
+_WORKFLOWS_BY_ID = {
+    (one, lock): _workflows_by_id(one, lock) for one in (True, False) for lock in (True, False)
+}
+_STEPS_BY_WORKFLOW = {
+    one: sa.select(steps)
+    .where(
+        steps.c.workflow_id == sa.bindparam("id")
+        if one
+        else steps.c.workflow_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    .order_by(steps.c.workflow_id, steps.c.position)
+    for one in (True, False)
+}
+
+
 def _update_by_id(table: sa.Table, columns: Sequence[str]) -> sa.Update:
     """`UPDATE table SET columns WHERE id = ?`, for executemany with one dict per row."""
     return (
@@ -605,6 +684,14 @@ def _changes(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
     return {"w_id": row["id"], **{f"w_{c}": row[c] for c in columns}}
 
 
+_INSERT_WORKFLOWS = workflows.insert()
+_INSERT_STEPS = steps.insert()
+_INSERT_KEYS = idempotency_keys.insert()
+_INSERT_EVENTS = workflow_events.insert()
+_INSERT_OUTBOX = outbox.insert()
+_INSERT_OUTBOX_RETURNING = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
+
+
 @dataclass(slots=True)
 class _Writes:
     """What one batch writes: one statement per table (executemany), in a fixed order."""
@@ -617,6 +704,7 @@ class _Writes:
     events: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     sent: list[MarkSentOp] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)  # of `messages`, in order
 
     def append(self, transition: Transition, trace: dict[str, str]) -> None:
         """The transition's updates (the event log) and bus messages (the outbox)."""
@@ -638,10 +726,10 @@ class _Writes:
     def execute(self, conn: sa.Connection) -> None:
         # Inserts first: a workflow created in this batch may also be changed in it.
         if self.new_workflows:
-            conn.execute(workflows.insert(), self.new_workflows)
-            conn.execute(steps.insert(), self.new_steps)
+            conn.execute(_INSERT_WORKFLOWS, self.new_workflows)
+            conn.execute(_INSERT_STEPS, self.new_steps)
         if self.keys:
-            conn.execute(idempotency_keys.insert(), self.keys)
+            conn.execute(_INSERT_KEYS, self.keys)
         if self.changed_workflows:
             conn.execute(
                 _UPDATE_WORKFLOW,
@@ -652,16 +740,43 @@ class _Writes:
                 _UPDATE_STEP, [_changes(row, _STEP_CHANGED) for row in self.changed_steps.values()]
             )
         if self.events:
-            conn.execute(workflow_events.insert(), self.events)
+            conn.execute(_INSERT_EVENTS, self.events)
         if self.messages:
-            conn.execute(outbox.insert(), self.messages)
-        for mark in self.sent:
-            _mark_sent(conn, mark.ids, mark.sent_at)
+            self.outbox_ids = _insert_outbox(conn, self.messages)
+        if self.sent:
+            _mark_sent(
+                conn,
+                [row_id for mark in self.sent for row_id in mark.ids],
+                max(mark.sent_at for mark in self.sent),
+            )
+
+
+def _insert_outbox(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert outbox rows; their ids, in order, for the relay (`outbox_handoff.py`).
+
+    PostgreSQL returns them (`RETURNING`). On SQLite that path costs half as much again as
+    the insert; instead: a write transaction there holds the database's one write lock
+    (`BEGIN IMMEDIATE`), and SQLite gives each new row of an INTEGER PRIMARY KEY the largest
+    id so far plus one (until 2^63), so one statement's rows have consecutive ids, ending at
+    `last_insert_rowid()`.
+    """
+    if conn.dialect.name != "sqlite":
+        return list(conn.execute(_INSERT_OUTBOX_RETURNING, rows).scalars())
+    conn.execute(_INSERT_OUTBOX, rows)
+    last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+_MARK_SENT = (
+    outbox.update()
+    .where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(sent_at=sa.bindparam("sent_at", type_=outbox.c.sent_at.type))
+)
 
 
 def _mark_sent(conn: sa.Connection, ids: Sequence[int], now: datetime) -> None:
-    if ids:
-        conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now))
+    if ids:  # one statement built once: building it per call cost more than running it
+        conn.execute(_MARK_SENT, {"ids": list(ids), "sent_at": now})
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
@@ -775,6 +890,20 @@ _OUTBOX_READ = (
     "headers",
     "available_at",
 )
+
+
+def _outbox_from_written(row_id: int, row: dict[str, Any]) -> OutboxRow:
+    """The relay's view of a row as `_outbox_row` wrote it, without reading it back."""
+    return OutboxRow(
+        id=row_id,
+        routing_key=row["routing_key"],
+        message_id=row["message_id"],
+        correlation_id=row["correlation_id"],
+        body=row["body"],
+        mandatory=row["mandatory"],
+        headers=row["headers"],
+        available_at=row["available_at"],
+    )
 
 
 def _outbox_from_row(row: Any) -> OutboxRow:
