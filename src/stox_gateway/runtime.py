@@ -14,6 +14,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 from opentelemetry.trace import SpanKind
@@ -30,6 +31,7 @@ from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
 from stox_gateway.engine.errors import CompletionRejected, Unavailable, WorkflowNotFound
+from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Completion
 from stox_gateway.engine.service import ExponentialBackoff, WorkflowEngine
 from stox_gateway.engine.sweeper import DeadlineSweeper
@@ -116,6 +118,17 @@ class Runtime:
                 retry_delay=settings.rabbitmq.retry_delay,
                 on_publish=metrics.bus_publish.observe,
             )
+            hub = Hub(
+                lambda wid, after, upto: store.updates(wid, after_seq=after, up_to_seq=upto),
+                heartbeat_interval=settings.websocket.heartbeat_interval.total_seconds(),
+                on_drop=metrics.websocket_dropped.inc,
+            )
+
+            def committed(transition: Transition, now: datetime) -> None:
+                metrics.observe(transition, now)
+                # This replica's clients get its updates at once; the bus brings the rest.
+                hub.publish_committed(transition.updates, owner=transition.workflow.owner)
+
             engine = WorkflowEngine(
                 store,
                 definitions,
@@ -123,12 +136,7 @@ class Runtime:
                     settings.workflow.retry_backoff, settings.workflow.retry_backoff_max
                 ),
                 on_commit=relay.wake,
-                on_transition=metrics.observe,
-            )
-            hub = Hub(
-                lambda wid, after, upto: store.updates(wid, after_seq=after, up_to_seq=upto),
-                heartbeat_interval=settings.websocket.heartbeat_interval.total_seconds(),
-                on_drop=metrics.websocket_dropped.inc,
+                on_transition=committed,
             )
             await hub.start()
             stack.push_async_callback(hub.stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ class Log:
 
     async def __call__(self, workflow_id: str, after: int, up_to: int) -> list[Update]:
         self.asked.append((workflow_id, after, up_to))
+        await asyncio.sleep(0)  # a read takes time: other publishes run meanwhile
         return [
             Update(UpdateType.STEP_STARTED, workflow_id, s, NOW, {"n": s})
             for s in range(after + 1, up_to + 1)
@@ -162,3 +164,45 @@ async def test_a_slow_subscriber_is_dropped_without_affecting_the_others() -> No
     assert received(slow) == []
     assert received(fast) == [("a", 6)]
     assert hub.dropped_slow == 1
+
+
+def committed(workflow_id: str, *seqs: int) -> list[Update]:
+    return [Update(UpdateType.STEP_STARTED, workflow_id, s, NOW, {"n": s}) for s in seqs]
+
+
+async def test_updates_committed_here_go_out_at_once_and_their_bus_copies_are_dropped() -> None:
+    hub, log = new_hub()
+    follows_a, firehose = Subscriber("a"), Subscriber(None)
+    hub.subscribe(follows_a)
+    hub.subscribe(firehose)
+    hub.publish_committed(committed("a", 1, 2), owner=None)  # no await: no round trip
+    assert received(follows_a) == [("a", 1), ("a", 2)]
+    await hub.publish([update("a", 1), update("a", 2)])  # the same, back from the bus
+    await hub.publish([update("a", 3)])  # another replica's next one
+    assert received(follows_a) == [("a", 3)]
+    assert received(firehose) == [("a", 1), ("a", 2), ("a", 3)]
+    assert log.asked == []
+
+
+async def test_a_committed_update_after_a_gap_waits_for_the_event_log() -> None:
+    hub, log = new_hub()
+    follows_a = Subscriber("a")
+    hub.subscribe(follows_a)
+    await hub.publish([update("a", 1)])
+    # Seq 2 was committed by another replica and is still on its way; 3 and 4 are ours.
+    hub.publish_committed(committed("a", 3, 4), owner=None)
+    assert received(follows_a) == [("a", 1)]  # nothing out of order in the meantime
+    for _ in range(10):
+        await asyncio.sleep(0)
+    await hub.publish([update("a", 2)])  # the other replica's copy arrives late: a repeat
+    assert received(follows_a) == [("a", 2), ("a", 3), ("a", 4)]
+    assert log.asked[0] == ("a", 1, 2)
+
+
+async def test_concurrent_gap_fills_push_each_update_once_in_order() -> None:
+    hub, _ = new_hub()
+    follows_a = Subscriber("a")
+    hub.subscribe(follows_a)
+    await hub.publish([update("a", 1)])
+    await asyncio.gather(hub.publish([update("a", 4)]), hub.publish([update("a", 3)]))
+    assert received(follows_a) == [("a", 1), ("a", 2), ("a", 3), ("a", 4)]

@@ -1,9 +1,11 @@
 """Fan-out of updates to WebSocket subscribers, in `seq` order, with no gap and no repeat.
 
 Updates reach the hub from the bus (`gateway.update`, on a queue of this replica's own), so a
-client on replica A sees what replica B committed. The hub keeps, per workflow, the last `seq`
-it pushed: a repeat (an outbox row sent twice) is dropped, and a gap (updates relayed out of
-order by two replicas) is filled from the event log before the newer update goes out.
+client on replica A sees what replica B committed; what this replica commits it also pushes at
+once (`publish_committed`), so its own clients need not wait for the round trip through the
+outbox and the broker. The hub keeps, per workflow, the last `seq` it pushed: a repeat (the
+bus copy of an update pushed at once, an outbox row sent twice) is dropped, and a gap (updates
+of two replicas crossing) is filled from the event log before the newer update goes out.
 
 Each subscriber has a bounded queue; one that falls behind is disconnected (close code 1013)
 instead of slowing the others, and can resume with `?since=`.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -111,6 +113,7 @@ class Hub:
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._remembered = remembered_workflows
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._filling: set[asyncio.Task[None]] = set()  # gap fills of `publish_committed`
         self.dropped_slow = 0
         self._on_drop = on_drop
 
@@ -130,6 +133,9 @@ class Hub:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
+        for task in list(self._filling):
+            task.cancel()
+        await asyncio.gather(*self._filling, return_exceptions=True)
         self.close_all()
 
     def close_all(self) -> None:
@@ -170,6 +176,20 @@ class Hub:
         else:
             await self._publish_one(message, owner)
 
+    def publish_committed(self, updates: Sequence[Update], owner: str | None) -> None:
+        """Updates this process has just committed, pushed at once. Their copies from the bus
+        come later and are dropped as repeats; a gap (another replica's update still on its
+        way) is filled from the event log first, in a task of its own."""
+        for update in updates:
+            message = update_to_wire(update)
+            last = self._last_seq.get(update.workflow_id)
+            if last is not None and update.seq > last + 1:
+                task = asyncio.create_task(self._publish_one(message, owner))
+                self._filling.add(task)
+                task.add_done_callback(self._filling.discard)
+            else:
+                self._fan_out(message, owner)
+
     async def _publish_one(self, message: JSON, owner: str | None) -> None:
         workflow_id, seq = message["workflow_id"], int(message["seq"])
         last = self._last_seq.get(workflow_id)
@@ -182,6 +202,9 @@ class Hub:
 
     def _fan_out(self, message: JSON, owner: str | None) -> None:
         workflow_id, seq = message["workflow_id"], int(message["seq"])
+        last = self._last_seq.get(workflow_id)
+        if last is not None and seq <= last:
+            return  # pushed meanwhile (while a gap was being filled)
         self._remember(workflow_id, seq)
         frame: Frame | None = None
         audience = [*self._firehose, *self._by_workflow.get(workflow_id, ())]
