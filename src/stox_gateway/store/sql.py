@@ -422,12 +422,15 @@ class SqlStore:
             finally:
                 self._handoff.release(_unmarked(batch))
             return
+        if handed == []:  # nothing handed over, and not the table's turn: no transaction
+            yield _Batch([], _nothing_to_mark)
+            return
         async with self._pg_transaction() as conn:
             if handed is None:
                 handed = self._handoff.from_table(
                     await conn.run_sync(_claim_rows, now, limit, lock=True), limit, now
                 )
-            elif handed:
+            else:
                 locked = await conn.run_sync(_lock_rows, [row.id for row in handed])
                 self._handoff.release(row.id for row in handed if row.id not in locked)
                 handed = [row for row in handed if row.id in locked]
@@ -479,9 +482,23 @@ class SqlStore:
         return int(await self._run(lambda conn: conn.execute(query).scalar_one(), write=False))
 
 
+async def _nothing_to_mark(ids: Sequence[int]) -> None:
+    assert not ids, "an empty batch has nothing to mark"
+
+
+def _relaxed_commit(conn: sa.Connection) -> None:
+    """This PostgreSQL transaction's commit need not wait for the WAL flush: it only claims and
+    marks outbox rows, and a mark lost to a server crash sends a row again, which consumers
+    de-duplicate. (Every state change still commits durably.) Half of each step's latency on
+    PostgreSQL was this commit's flush."""
+    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
 def _claim_rows(
     conn: sa.Connection, now: datetime, limit: int, *, lock: bool = False
 ) -> list[OutboxRow]:
+    if lock:
+        _relaxed_commit(conn)
     query = (
         sa.select(*(outbox.c[name] for name in _OUTBOX_READ))
         .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now)
@@ -495,6 +512,7 @@ def _claim_rows(
 
 def _lock_rows(conn: sa.Connection, ids: Sequence[int]) -> set[int]:
     """The rows of `ids` still unsent that no other transaction holds, locked (PostgreSQL)."""
+    _relaxed_commit(conn)
     query = (
         sa.select(outbox.c.id)
         .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None))
