@@ -35,11 +35,12 @@ class OutboxHandoff:
         self,
         *,
         capacity: int = 10_000,
-        remembered: int = 100_000,
+        remembered: int = 20_000,
         table_claim_interval: float = 0.25,
     ) -> None:
         # Beyond `capacity` (the relay is stalled: the broker is away) new rows are left to
-        # the table claims; `remembered` claimed ids cover far longer than a row waits here.
+        # the table claims. `remembered` claimed ids (~100 bytes each) cover far longer than
+        # a row waits here (milliseconds) or a lazy mark waits for its commit (≤ 50 ms).
         self._capacity = capacity
         self._remembered = remembered
         self._interval = table_claim_interval
