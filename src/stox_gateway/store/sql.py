@@ -912,16 +912,7 @@ _OUTBOX_READ = (
 
 def _outbox_from_written(row_id: int, row: dict[str, Any]) -> OutboxRow:
     """The relay's view of a row as `_outbox_row` wrote it, without reading it back."""
-    return OutboxRow(
-        id=row_id,
-        routing_key=row["routing_key"],
-        message_id=row["message_id"],
-        correlation_id=row["correlation_id"],
-        body=row["body"],
-        mandatory=row["mandatory"],
-        headers=row["headers"],
-        available_at=row["available_at"],
-    )
+    return _outbox_from_row({**row, "id": row_id})
 
 
 def _outbox_from_row(row: Any) -> OutboxRow:
