@@ -6,6 +6,7 @@ tests a schema of their own (dropped afterwards), so runs never collide.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -60,22 +61,16 @@ async def any_bus(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         yield bus
         await bus.close()
         return
-    require_server(5672, "RabbitMQ")
     settings = rabbit_settings()
-    rabbit = RabbitMQBus(settings)
-    rabbit.queue_prefix = settings.queue_prefix  # type: ignore[attr-defined]
-    await rabbit.start()
-    try:
+    async with running_rabbit_bus(settings) as rabbit:
+        rabbit.queue_prefix = settings.queue_prefix  # type: ignore[attr-defined]
         yield rabbit
-    finally:
-        await rabbit.close()
-        await delete_rabbit_objects(settings, rabbit.declared_queues)
 
 
-@pytest.fixture
-async def rabbit_bus() -> AsyncIterator[RabbitMQBus]:
+@contextlib.asynccontextmanager
+async def running_rabbit_bus(settings: RabbitMQSettings) -> AsyncIterator[RabbitMQBus]:
+    """A started RabbitMQ bus; afterwards closed, and its exchange and queues deleted."""
     require_server(5672, "RabbitMQ")
-    settings = rabbit_settings()
     bus = RabbitMQBus(settings)
     await bus.start()
     try:
@@ -83,6 +78,12 @@ async def rabbit_bus() -> AsyncIterator[RabbitMQBus]:
     finally:
         await bus.close()
         await delete_rabbit_objects(settings, bus.declared_queues)
+
+
+@pytest.fixture
+async def rabbit_bus() -> AsyncIterator[RabbitMQBus]:
+    async with running_rabbit_bus(rabbit_settings()) as bus:
+        yield bus
 
 
 @pytest.fixture

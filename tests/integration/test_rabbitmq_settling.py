@@ -17,8 +17,7 @@ import pytest
 
 from stox_gateway.bus.port import BusUnavailable, Delivery, Message, QueueSpec
 from stox_gateway.bus.rabbitmq import RabbitMQBus
-from tests.integration.conftest import delete_rabbit_objects, rabbit_settings
-from tests.support import require_server
+from tests.integration.conftest import rabbit_settings, running_rabbit_bus
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -26,15 +25,9 @@ pytestmark = pytest.mark.rabbitmq
 @pytest.fixture
 async def bus() -> AsyncIterator[RabbitMQBus]:
     """A bus whose failed moves give up after 1 s (the publish timeout), to keep tests short."""
-    require_server(5672, "RabbitMQ")
     settings = rabbit_settings().model_copy(update={"publish_timeout": timedelta(seconds=1)})
-    rabbit = RabbitMQBus(settings)
-    await rabbit.start()
-    try:
+    async with running_rabbit_bus(settings) as rabbit:
         yield rabbit
-    finally:
-        await rabbit.close()
-        await delete_rabbit_objects(settings, rabbit.declared_queues)
 
 
 def spec_of(bus: RabbitMQBus, name: str) -> QueueSpec:
