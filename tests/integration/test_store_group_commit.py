@@ -37,6 +37,7 @@ from stox_gateway.engine.errors import (
 )
 from stox_gateway.engine.models import Completion, StepStatus, Workflow
 from stox_gateway.engine.service import WorkflowEngine
+from stox_gateway.store import sql
 from stox_gateway.store.port import OutboxRow
 from stox_gateway.store.sql import SqlStore
 from stox_gateway.store.tables import idempotency_keys
@@ -401,9 +402,14 @@ async def test_writes_submitted_before_close_are_committed(
     assert stored == {t.workflow.id for t in transitions}
 
 
-async def test_a_write_reported_unavailable_at_close_is_not_committed(tmp_path: Path) -> None:
+async def test_a_write_reported_unavailable_at_close_is_not_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SQLite only: the batch is committed on the store's thread, which holds it a moment
-    (a gate after the commit) so that close() arrives before the result is handed back."""
+    (a gate after the commit) so that close() arrives before the result is handed back.
+    (A small batch committed inline has no such moment: its result is handed back in the
+    same turn of the loop; so every batch goes to the thread here.)"""
+    monkeypatch.setattr(sql, "INLINE_BATCH", 0)
     url = f"sqlite+aiosqlite:///{tmp_path / 'closing.db'}"
     store = SqlStore(url)
     await store.start()

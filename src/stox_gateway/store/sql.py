@@ -56,6 +56,11 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+# SQLite write batches of up to this many operations run on the event loop's thread (no
+# hand-off; `sqlite_thread.py`): a light load's, where the hand-off is most of the latency.
+# Larger ones (a busy gateway) go to SQLite's thread, so the loop is never held for long.
+INLINE_BATCH = 8
+
 
 def _new_id() -> str:
     return str(uuid.uuid4())
@@ -176,12 +181,17 @@ class SqlStore:
                 raise
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
-    async def _run(self, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
-        """`fn(connection)` in one transaction: on SQLite's thread, or on PostgreSQL through
-        the greenlet bridge (`run_sync`). A lost connection is `Unavailable` (503)."""
+    async def _run(
+        self, fn: Callable[[sa.Connection], T], *, write: bool, inline: bool = False
+    ) -> T:
+        """`fn(connection)` in one transaction: on SQLite's thread (a small write batch,
+        `inline`, on the event loop's: see `sqlite_thread.py`), or on PostgreSQL through the
+        greenlet bridge (`run_sync`). A lost connection is `Unavailable` (503)."""
         try:
             if self._sqlite is not None:
-                return await self._sqlite.run(fn, write=write)
+                if write:
+                    return await self._sqlite.write(fn, inline=inline)
+                return await self._sqlite.run(fn, write=False)
             async with self.engine.connect() as conn, conn.begin():
                 return await conn.run_sync(fn)
         except (OSError, DBAPIError) as exc:
@@ -242,7 +252,9 @@ class SqlStore:
     async def _commit_batch(self, ops: Sequence[Op]) -> None:
         """One transaction for `ops`; their futures resolve after the commit, and the outbox
         rows it wrote that are already due go to the relay from memory."""
-        outcomes, writes = await self._run(lambda conn: self._apply(conn, ops), write=True)
+        outcomes, writes = await self._run(
+            lambda conn: self._apply(conn, ops), write=True, inline=len(ops) <= INLINE_BATCH
+        )
         if writes.outbox_ids:
             now = datetime.now(UTC)
             self._handoff.offer(
