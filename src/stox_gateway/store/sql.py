@@ -41,6 +41,7 @@ from stox_gateway.store import migrate
 from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
 from stox_gateway.store.outbox_handoff import OutboxHandoff
 from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
+from stox_gateway.store.prepared import Prepared, last_insert_rowid
 from stox_gateway.store.sqlite_thread import SqliteThread, configure_sqlite
 from stox_gateway.store.tables import (
     UTCDateTime,
@@ -705,8 +706,8 @@ _STEP_CHANGED = (
     "result",
     "error",
 )
-_UPDATE_WORKFLOW = _update_by_id(workflows, _WORKFLOW_CHANGED)
-_UPDATE_STEP = _update_by_id(steps, _STEP_CHANGED)
+_UPDATE_WORKFLOW = Prepared(_update_by_id(workflows, _WORKFLOW_CHANGED))
+_UPDATE_STEP = Prepared(_update_by_id(steps, _STEP_CHANGED))
 
 
 def _changes(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
@@ -714,11 +715,11 @@ def _changes(row: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
     return {"w_id": row["id"], **{f"w_{c}": row[c] for c in columns}}
 
 
-_INSERT_WORKFLOWS = workflows.insert()
-_INSERT_STEPS = steps.insert()
-_INSERT_KEYS = idempotency_keys.insert()
-_INSERT_EVENTS = workflow_events.insert()
-_INSERT_OUTBOX = outbox.insert()
+_INSERT_WORKFLOWS = Prepared(workflows.insert())
+_INSERT_STEPS = Prepared(steps.insert())
+_INSERT_KEYS = Prepared(idempotency_keys.insert())
+_INSERT_EVENTS = Prepared(workflow_events.insert())
+_INSERT_OUTBOX = Prepared(outbox.insert())
 _INSERT_OUTBOX_RETURNING = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
 
 
@@ -755,22 +756,17 @@ class _Writes:
 
     def execute(self, conn: sa.Connection) -> None:
         # Inserts first: a workflow created in this batch may also be changed in it.
-        if self.new_workflows:
-            conn.execute(_INSERT_WORKFLOWS, self.new_workflows)
-            conn.execute(_INSERT_STEPS, self.new_steps)
-        if self.keys:
-            conn.execute(_INSERT_KEYS, self.keys)
-        if self.changed_workflows:
-            conn.execute(
-                _UPDATE_WORKFLOW,
-                [_changes(row, _WORKFLOW_CHANGED) for row in self.changed_workflows.values()],
-            )
-        if self.changed_steps:
-            conn.execute(
-                _UPDATE_STEP, [_changes(row, _STEP_CHANGED) for row in self.changed_steps.values()]
-            )
-        if self.events:
-            conn.execute(_INSERT_EVENTS, self.events)
+        # (`prepared.py`: on SQLite these run on the DBAPI cursor; empty lists are skipped.)
+        _INSERT_WORKFLOWS.executemany(conn, self.new_workflows)
+        _INSERT_STEPS.executemany(conn, self.new_steps)
+        _INSERT_KEYS.executemany(conn, self.keys)
+        _UPDATE_WORKFLOW.executemany(
+            conn, [_changes(row, _WORKFLOW_CHANGED) for row in self.changed_workflows.values()]
+        )
+        _UPDATE_STEP.executemany(
+            conn, [_changes(row, _STEP_CHANGED) for row in self.changed_steps.values()]
+        )
+        _INSERT_EVENTS.executemany(conn, self.events)
         if self.messages:
             self.outbox_ids = _insert_outbox(conn, self.messages)
         if self.sent:
@@ -792,8 +788,7 @@ def _insert_outbox(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]
     """
     if conn.dialect.name != "sqlite":
         return list(conn.execute(_INSERT_OUTBOX_RETURNING, rows).scalars())
-    conn.execute(_INSERT_OUTBOX, rows)
-    last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+    last = last_insert_rowid(_INSERT_OUTBOX.executemany(conn, rows))
     return list(range(last - len(rows) + 1, last + 1))
 
 
