@@ -122,3 +122,30 @@ async def test_no_rows_is_no_statement(tmp_path: Path) -> None:
     engine = await schema(tmp_path / "d.db")
     with engine.begin() as conn:
         assert sql._INSERT_EVENTS.executemany(conn, []) is None
+
+
+async def test_reads_give_what_sqlalchemy_gives(tmp_path: Path) -> None:
+    engine = await schema(tmp_path / "e.db")
+    statements = writes_of_a_creation_and_a_completion()
+    with engine.begin() as conn:
+        for prepared, rows in statements:
+            prepared.executemany(conn, rows)
+    workflow_id = dict(statements)[sql._INSERT_WORKFLOWS][0]["id"]
+    with engine.connect() as conn:
+        for one in (True, False):
+            for query, table in (
+                (sql._WORKFLOWS_BY_ID[one, False], "workflows"),
+                (sql._STEPS_BY_WORKFLOW[one], "steps"),
+            ):
+                value = workflow_id if one else [workflow_id, "no-such-id"]
+                params = {"id": value} if one else {"ids": value}
+                expected = [dict(r) for r in conn.execute(query._statement, params).mappings()]
+                got = query.all(conn, value)
+                assert got == expected, table
+                # Converted as the store reads them: UTC datetimes, JSON as Python values.
+                if table == "workflows":
+                    assert got[0]["created_at"].tzinfo is UTC
+                    assert got[0]["product"]["tags"] == ["a", "b"]
+                else:
+                    assert [s["position"] for s in got] == [0, 1, 2]
+                    assert got[0]["result"] == {"url": "x.png", "n": 3}

@@ -1,4 +1,4 @@
-"""The hot write statements on SQLite's DBAPI cursor, with SQLAlchemy's own SQL and conversions.
+"""The hot statements on SQLite's DBAPI cursor, with SQLAlchemy's own SQL and conversions.
 
 `Connection.execute` spends ~35 µs of Python on a statement before SQLite sees it (its cache
 key, an execution context, parameters through several layers): on a step's commit, seven
@@ -7,6 +7,8 @@ statement is compiled once per dialect and set of columns, the bind processor of
 looked up once (the very ones `Connection.execute` applies: UTC datetimes, JSON with the
 engine's serializer), and rows go to `cursor.executemany` as tuples. What is stored is what
 `Connection.execute` stores (`tests/integration/test_prepared_statements.py` compares them).
+The engine's two reads (a batch's workflows and their steps) go the same way back: rows come
+through each column's result processor, as dictionaries.
 Errors are wrapped as SQLAlchemy's (`IntegrityError`, `OperationalError`, …), so callers
 cannot tell the paths apart. What is left out: `echo` logging and execute events (none here).
 
@@ -24,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
 
 Row = Mapping[str, Any]
 _Plan = tuple[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]
@@ -71,6 +74,54 @@ class Prepared:
                 columns.append((bind.key, convert))
             plan = self._plans[(dialect.name, keys)] = (compiled.string, tuple(columns))
         return plan
+
+
+class PreparedSelect:
+    """A SELECT by one parameter, `param`: a value, or with `expanding` a list (`IN`)."""
+
+    def __init__(self, statement: Select[Any], param: str, *, expanding: bool = False) -> None:
+        self._statement = statement
+        self._param, self._expanding = param, expanding
+        self._columns: dict[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
+        self._sql: dict[tuple[str, int], str] = {}  # (dialect, values in the IN list) → SQL
+
+    def all(self, conn: sa.Connection, value: Any) -> list[dict[str, Any]]:
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            params = {self._param: list(value) if self._expanding else value}
+            return [dict(row) for row in conn.execute(self._statement, params).mappings()]
+        values = tuple(value) if self._expanding else (value,)
+        sql, columns = self._plan(dialect, len(values))
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            found = cursor.execute(sql, values).fetchall()
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        return [
+            {
+                name: convert(v) if convert else v
+                for (name, convert), v in zip(columns, row, strict=True)
+            }
+            for row in found
+        ]
+
+    def _plan(self, dialect: Dialect, count: int) -> tuple[str, Any]:
+        columns = self._columns.get(dialect.name)
+        if columns is None:
+            columns = self._columns[dialect.name] = tuple(
+                (str(c.key), c.type.dialect_impl(dialect).result_processor(dialect, None))
+                for c in self._statement.selected_columns
+            )
+        sql = self._sql.get((dialect.name, count))
+        if sql is None:
+            compiled = self._statement.compile(dialect=dialect)
+            value: Any = [f"v{i}" for i in range(count)] if self._expanding else "v"
+            sql = compiled.construct_expanded_state({self._param: value}).statement
+            if len(self._sql) < 1024:  # IN lists of up to a batch's size: a few hundred
+                self._sql[(dialect.name, count)] = sql
+        return sql, columns
 
 
 def last_insert_rowid(cursor: Any) -> int:

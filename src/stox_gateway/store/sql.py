@@ -41,7 +41,7 @@ from stox_gateway.store import migrate
 from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
 from stox_gateway.store.outbox_handoff import OutboxHandoff
 from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
-from stox_gateway.store.prepared import Prepared, last_insert_rowid
+from stox_gateway.store.prepared import Prepared, PreparedSelect, last_insert_rowid
 from stox_gateway.store.sqlite_thread import SqliteThread, configure_sqlite
 from stox_gateway.store.tables import (
     UTCDateTime,
@@ -291,14 +291,11 @@ class SqlStore:
         """The workflows of a batch; on PostgreSQL locked, in id order (no deadlocks)."""
         one = len(ids) == 1
         lock = for_update and not self.is_sqlite
-        params = {"id": ids[0]} if one else {"ids": list(ids)}
-        rows = conn.execute(_WORKFLOWS_BY_ID[one, lock], params).mappings().all()
+        rows = _WORKFLOWS_BY_ID[one, lock].all(conn, ids[0] if one else ids)
         if not rows:
             return {}
         by_workflow: dict[str, list[Step]] = {r["id"]: [] for r in rows}
-        if not one:
-            params = {"ids": list(by_workflow)}
-        for r in conn.execute(_STEPS_BY_WORKFLOW[one], params).mappings():
+        for r in _STEPS_BY_WORKFLOW[one].all(conn, ids[0] if one else list(by_workflow)):
             by_workflow[r["workflow_id"]].append(_step_from_row(r))
         return {r["id"]: _workflow_from_row(r, by_workflow[r["id"]]) for r in rows}
 
@@ -661,27 +658,32 @@ def _plan_change(op: ChangeOp, writes: _Writes, state: dict[str, Workflow]) -> A
 
 # Built once: a statement built per call costs more than running it (its cache key is
 # computed anew each time). Keyed by (one id?, locked?); `=` for one id, since an expanding
-# `IN` is rendered again at every execution.
-def _workflows_by_id(one: bool, lock: bool) -> sa.Select[Any]:
+# `IN` is rendered again at every execution (on SQLite, `prepared.py` keeps each length's).
+def _workflows_by_id(one: bool, lock: bool) -> PreparedSelect:
     query = sa.select(workflows).where(
         workflows.c.id == sa.bindparam("id")
         if one
         else workflows.c.id.in_(sa.bindparam("ids", expanding=True))
     )
-    return query.order_by(workflows.c.id).with_for_update() if lock else query
+    query = query.order_by(workflows.c.id).with_for_update() if lock else query
+    return PreparedSelect(query, "id" if one else "ids", expanding=not one)
 
 
 _WORKFLOWS_BY_ID = {
     (one, lock): _workflows_by_id(one, lock) for one in (True, False) for lock in (True, False)
 }
 _STEPS_BY_WORKFLOW = {
-    one: sa.select(steps)
-    .where(
-        steps.c.workflow_id == sa.bindparam("id")
-        if one
-        else steps.c.workflow_id.in_(sa.bindparam("ids", expanding=True))
+    one: PreparedSelect(
+        sa.select(steps)
+        .where(
+            steps.c.workflow_id == sa.bindparam("id")
+            if one
+            else steps.c.workflow_id.in_(sa.bindparam("ids", expanding=True))
+        )
+        .order_by(steps.c.workflow_id, steps.c.position),
+        "id" if one else "ids",
+        expanding=not one,
     )
-    .order_by(steps.c.workflow_id, steps.c.position)
     for one in (True, False)
 }
 
