@@ -101,6 +101,19 @@ async def test_a_large_batch_goes_to_the_thread(store: SqlStore) -> None:
     names = thread_of_writes(store)
     transitions = [creation(name=f"P{i}") for i in range(40)]
     await asyncio.gather(*(store.create(t) for t in transitions))
-    # Queued in one turn of the loop: one batch, more than `INLINE_BATCH`, on the thread.
+    # Queued in one turn of the loop: one batch of many changes, on the thread.
     assert len(names) == 1 and names[0].startswith("stox-sqlite")
     assert len(await store.list_workflows(limit=100)) == 40
+
+
+async def test_after_a_crowd_lone_writes_stay_on_the_thread_for_a_while(store: SqlStore) -> None:
+    """Under load the thread lets SQLite's own work overlap the loop's: inline is for an idle
+    store only, so a lone write right after a crowded batch still goes to the thread."""
+    names = thread_of_writes(store)
+    await asyncio.gather(*(store.create(creation(name=f"P{i}")) for i in range(20)))  # a crowd
+    for i in range(10):  # then one at a time
+        await store.create(creation(name=f"Q{i}"))
+    on_thread = [name.startswith("stox-sqlite") for name in names]
+    assert on_thread[:2] == [True, True]  # the crowd, and the first lone write after it
+    assert not on_thread[-1]  # quiet long enough: inline again
+    assert on_thread == sorted(on_thread, reverse=True)  # once inline, inline while quiet

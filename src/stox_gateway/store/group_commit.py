@@ -95,6 +95,11 @@ class GroupCommit:
         self.batches = 0  # statistics for tests and benchmarks
         self.operations = 0
 
+    @property
+    def waiting(self) -> int:
+        """Operations queued for a later batch (not the one being written)."""
+        return len(self._pending)
+
     async def submit(self, op: Op) -> Any:
         if self._closed:
             raise Unavailable("the store is closed")

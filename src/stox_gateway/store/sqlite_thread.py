@@ -6,15 +6,15 @@ store's operations are plain functions over a synchronous SQLAlchemy connection,
 event loop hands each one to this thread whole: one round trip per operation, however many
 statements it has. One thread also serializes the writes, which SQLite does anyway.
 
-Small write batches skip even that hand-off (`write(..., inline=True)`): the round trip to the
-thread and back (a futex wake each way, and the GIL to win) was ~0.4 ms of every step's
-~2.5 ms with one workflow in flight, while the batch's SQL is a fraction of a millisecond of
-Python that holds the GIL on either thread. They run on the caller's thread, on a connection
-of their own that never waits for a lock (`busy_timeout=0`): if another connection holds the
-write lock (a large batch on the thread, the operator CLI, another process), the batch is run
-on the thread instead, which waits there, so the event loop is never blocked on a lock. That
-connection does not checkpoint the WAL either (a checkpoint writes the database file and
-syncs it); every `CHECKPOINT_EVERY` inline commits the thread runs a passive checkpoint.
+A write while the store is idle skips even that hand-off (`write(..., inline=True)`; the store
+says when, see `INLINE_WHILE_BUSY_BELOW` in `sql.py`): the round trip to the thread and back (a
+futex wake each way, and the GIL to win) is pure latency when nothing else is going on. It runs
+on the caller's thread, on a connection of its own that never waits for a lock
+(`busy_timeout=0`): if another connection holds the write lock (a batch on the thread, the
+operator CLI, another process), the write is run on the thread instead, which waits there, so
+the event loop is never blocked on a lock. That connection does not checkpoint the WAL either
+(a checkpoint writes the database file and syncs it); every `CHECKPOINT_EVERY` inline commits
+the thread runs a passive checkpoint.
 
 The same functions run on PostgreSQL through `AsyncConnection.run_sync` (asyncpg needs no
 thread), so the SQL is written once.
