@@ -97,7 +97,10 @@ def spawn(
     """Start `argv` with the repository as cwd and on PYTHONPATH; output goes to a log file."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+    # This checkout's gateway, whatever the venv's editable install points at (a worktree
+    # benchmarked against another would otherwise run the other's code).
+    path = os.pathsep.join((str(REPO / "src"), str(REPO)))
+    full_env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **(env or {})}
     log = log_path.open("ab")
     try:
         popen = subprocess.Popen(
