@@ -189,7 +189,7 @@ class SqlStore:
     async def _run(
         self, fn: Callable[[sa.Connection], T], *, write: bool, inline: bool = False
     ) -> T:
-        """`fn(connection)` in one transaction: on SQLite's thread (a small write batch,
+        """`fn(connection)` in one transaction: on SQLite's thread (an idle store's write,
         `inline`, on the event loop's: see `sqlite_thread.py`), or on PostgreSQL through the
         greenlet bridge (`run_sync`). A lost connection is `Unavailable` (503)."""
         try:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
@@ -38,6 +39,7 @@ from sqlalchemy.pool import StaticPool
 from stox_gateway import codec
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 CHECKPOINT_EVERY = 200  # inline commits between the thread's WAL checkpoints
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
@@ -134,6 +136,7 @@ class SqliteThread:
             return
         loop = asyncio.get_running_loop()
         self._checkpointing = loop.run_in_executor(self._executor, self._checkpoint)
+        self._checkpointing.add_done_callback(_log_failed_checkpoint)
 
     def _checkpoint(self) -> None:
         with self._engine.connect() as conn:
@@ -154,6 +157,12 @@ def _transaction(engine: sa.Engine, fn: Callable[[sa.Connection], T], *, write: 
         conn = conn.execution_options(stox_write=write)
         with conn.begin():
             return fn(conn)
+
+
+def _log_failed_checkpoint(done: asyncio.Future[Any]) -> None:
+    # Harmless (the next one, or the thread's own commits, checkpoint), but worth a line.
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("store.wal_checkpoint_failed", error=str(done.exception()))
 
 
 def _is_busy(exc: OperationalError) -> bool:
