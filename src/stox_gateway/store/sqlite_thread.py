@@ -78,26 +78,9 @@ class SqliteThread:
         database = url.database
         if database:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = sa.create_engine(
-            url.set(drivername="sqlite+pysqlite"),
-            echo=echo,
-            json_serializer=codec.dumps_str,
-            json_deserializer=codec.loads,
-            # The one connection lives on the one thread that uses it.
-            poolclass=StaticPool,
-            connect_args={"timeout": 30, "check_same_thread": False},
-        )
-        configure_sqlite(self._engine)
+        self._engine = _one_connection(url, echo)  # used on the thread only
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="stox-sqlite")
-        self._inline = sa.create_engine(
-            url.set(drivername="sqlite+pysqlite"),
-            echo=echo,
-            json_serializer=codec.dumps_str,
-            json_deserializer=codec.loads,
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False},
-        )
-        configure_sqlite(self._inline)
+        self._inline = _one_connection(url, echo)  # used on the event loop's thread only
 
         @event.listens_for(self._inline, "connect")
         def never_wait(dbapi_connection: Any, _record: Any) -> None:
@@ -150,6 +133,20 @@ class SqliteThread:
         self._executor.shutdown(wait=True)
         self._inline.dispose()
         self._engine.dispose()
+
+
+def _one_connection(url: URL, echo: bool) -> sa.Engine:
+    """An engine of one connection (the one thread that uses it owns it), pragmas applied."""
+    engine = sa.create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        echo=echo,
+        json_serializer=codec.dumps_str,
+        json_deserializer=codec.loads,
+        poolclass=StaticPool,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    configure_sqlite(engine)
+    return engine
 
 
 def _transaction(engine: sa.Engine, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
