@@ -72,7 +72,8 @@ def configure_sqlite(engine: sa.Engine) -> None:
 
 
 class SqliteThread:
-    """One thread, one connection: `run(fn)` calls `fn(connection)` in a transaction there."""
+    """One thread with its connection: `run(fn)` calls `fn(connection)` in a transaction
+    there; `write(fn, inline=True)` may use a second connection on the caller's thread."""
 
     def __init__(self, url: URL, *, echo: bool = False) -> None:
         database = url.database
