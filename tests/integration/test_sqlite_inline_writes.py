@@ -1,9 +1,10 @@
-"""SQLite: small write batches commit on the event loop's thread, never waiting for a lock there.
+"""SQLite: an idle store commits on the event loop's thread, never waiting for a lock there.
 
-What must hold (`store/sqlite_thread.py`): a small batch needs no hand-off to SQLite's thread;
-when another connection holds the write lock the batch waits on that thread instead, so the
-event loop keeps running; and what the inline commits wrote reaches the database file (the
-thread checkpoints the WAL for them), not only the WAL.
+What must hold (`store/sqlite_thread.py`, `INLINE_WHILE_BUSY_BELOW` in `store/sql.py`): a lone
+write needs no hand-off to SQLite's thread; when another connection holds the write lock it
+waits on that thread instead, so the event loop keeps running; what the inline commits wrote
+reaches the database file (the thread checkpoints the WAL for them), not only the WAL; and
+under load (many changes at once) writes go to the thread until the store is quiet again.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def thread_of_writes(store: SqlStore) -> list[str]:
     return names
 
 
-async def test_a_small_batch_commits_on_the_callers_thread(store: SqlStore, tmp_path: Path) -> None:
+async def test_a_lone_write_commits_on_the_callers_thread(store: SqlStore, tmp_path: Path) -> None:
     names = thread_of_writes(store)
     transition = creation()
     assert await store.create(transition) == transition.workflow.id
