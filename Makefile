@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run run-dev test test-fast lint format build clean bench chaos chaos-reduced fuzz
+.PHONY: install run run-dev test test-fast test-containers lint format build clean bench chaos chaos-reduced fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
@@ -23,6 +23,9 @@ run-dev: $(STAMP)  ## the same, restarting on code changes
 
 test: $(STAMP)  ## every test; RabbitMQ and PostgreSQL tests use the servers on 127.0.0.1
 	$(BIN)/python -m pytest
+
+test-containers: $(STAMP)  ## builds the image and runs the compose shape (needs a Docker daemon)
+	$(BIN)/python -m pytest -m containers tests/containers -p no:cacheprovider
 
 test-fast: $(STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q

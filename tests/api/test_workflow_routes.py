@@ -402,3 +402,17 @@ async def test_asyncapi_describes_every_routing_key(client: httpx.AsyncClient) -
     } <= addresses
     envelope = document["components"]["schemas"]["StepEnvelope"]
     assert {"event_id", "workflow_id", "step_id", "attempt", "data"} <= set(envelope["properties"])
+
+
+async def test_liveness_answers_while_the_bus_is_down_and_readiness_does_not(
+    client: httpx.AsyncClient, manual_gateway: RunningGateway
+) -> None:
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": {"status": "ok"}, "event_bus": {"status": "ok"}}
+    await manual_gateway.runtime.bus.close()
+    assert (await client.get("/health/live")).json() == {"status": "ok"}
+    assert (await client.get("/health/live")).status_code == 200
+    not_ready = await client.get("/health/ready")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["checks"]["event_bus"]["status"] == "down"

@@ -1,4 +1,10 @@
-"""`/health`: 200 when the store and the bus answer, 503 otherwise, with a check per part."""
+"""Health for people and for orchestrators.
+
+`/health`: 200 when the store and the bus answer, 503 otherwise, with a check per part.
+`/health/live`: 200 whenever the process answers at all; a failing probe means "restart me".
+`/health/ready`: the same checks as `/health`; a failing probe means "send me no traffic", so a
+replica whose database or bus is away leaves the rotation without being restarted.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,22 @@ async def _check(probe: Callable[[], Awaitable[None]]) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(request: Request) -> JsonResponse:
+    return await _health(request)
+
+
+@router.get("/health/live")
+async def live() -> JsonResponse:
+    """The event loop runs and serves requests; nothing else is checked."""
+    return JsonResponse({"status": "ok"})
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JsonResponse:
+    """200 when the database and the bus answer, 503 while starting or when either is away."""
+    return await _health(request)
+
+
+async def _health(request: Request) -> JsonResponse:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         return JsonResponse({"status": "starting", "checks": {}}, status_code=503)
