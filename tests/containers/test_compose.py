@@ -270,7 +270,7 @@ def test_the_compose_shape_completes_every_upload_while_a_replica_stops(shape: S
                     if all(w["status"] == "completed" for w in listed) and len(listed) >= len(ids):
                         break
                     await asyncio.sleep(1)
-            assert sorted(w["workflow_id"] for w in listed) == sorted(ids)
+            assert sorted(w["id"] for w in listed) == sorted(ids)
             return ids, seen
 
     ids, seen = asyncio.run(scenario())
