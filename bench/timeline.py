@@ -71,7 +71,7 @@ def install_hooks() -> None:
     from stox_gateway.sdk.reporters import BusReporter
     from stox_gateway.sdk.worker import Worker
     from stox_gateway.store import group_commit
-    from stox_gateway.store.sql import SqlStore
+    from stox_gateway.store.sql import PostgresStore, SqliteStore, SqlStore
 
     def batch_ids(_self: Any, ops: list[Any]) -> list[tuple[str, str]]:
         named = []
@@ -90,14 +90,17 @@ def install_hooks() -> None:
         original_committed(self, transition)
 
     WorkflowEngine._committed = committed  # type: ignore[method-assign]
-    original_claim = SqlStore.claim_outbox
+    for adapter in (SqliteStore, PostgresStore):  # each adapter claims its own way
+        original_claim = adapter.claim_outbox
 
-    def claim_outbox(self: Any, now: Any, limit: int = 100) -> Any:
-        for wid in {_wid(row.body) for row in self._handoff._ready.values()}:
-            stamp(wid, "relay claims")
-        return original_claim(self, now, limit)
+        def claim_outbox(
+            self: Any, now: Any, limit: int = 100, _claim: Any = original_claim
+        ) -> Any:
+            for wid in {_wid(row.body) for row in self._handoff._ready.values()}:
+                stamp(wid, "relay claims")
+            return _claim(self, now, limit)
 
-    SqlStore.claim_outbox = claim_outbox  # type: ignore[method-assign]
+        adapter.claim_outbox = claim_outbox  # type: ignore[method-assign]
     wrap(
         OutboxRelay,
         "_publish",
