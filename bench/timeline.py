@@ -194,6 +194,46 @@ def _wid(body: bytes) -> str | None:
         return None
 
 
+ROUND_TRIPS: Counter[str] = Counter()
+
+
+def count_round_trips() -> None:
+    """Count what asyncpg sends to PostgreSQL (each call is one round trip, an executemany
+    one pipelined round trip), by kind: the cost that latency pays per workflow there."""
+    import asyncpg.connection
+    import asyncpg.prepared_stmt
+
+    def counting(owner: Any, name: str, kind: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            label = kind
+            if kind in ("execute", "executemany") and len(args) > 1 and isinstance(args[1], str):
+                label = f"{kind} {' '.join(args[1].split())[:40]}"
+            elif kind == "statement" and os.environ.get("TIMELINE_SQL"):
+                label = f"statement {' '.join(args[0].get_query().split())[:40]}"
+            ROUND_TRIPS[label] += 1
+            return await original(*args, **kwargs)
+
+        setattr(owner, name, wrapped)
+
+    counting(asyncpg.connection.Connection, "fetchrow", "fetchrow (pool pre-ping)")
+    counting(asyncpg.connection.Connection, "execute", "execute")
+    counting(asyncpg.connection.Connection, "executemany", "executemany")
+    counting(asyncpg.connection.Connection, "prepare", "prepare")
+    counting(asyncpg.prepared_stmt.PreparedStatement, "fetch", "statement")
+
+
+def report_round_trips(n: int) -> None:
+    if not ROUND_TRIPS:
+        return
+    print(f"\nPostgreSQL round trips per workflow (asyncpg calls / {n} workflows)")
+    for kind, count in ROUND_TRIPS.most_common():
+        print(f"{kind:<48} {count / n:8.2f}")
+    print(f"{'total':<48} {sum(ROUND_TRIPS.values()) / n:8.2f}")
+
+
 def report(n_warm: int) -> None:
     timelines = list(STAMPS.values())[n_warm:]
     orders = Counter(tuple(label for _, label in t) for t in timelines)
@@ -224,6 +264,8 @@ async def main(args: argparse.Namespace) -> None:
     from stox_gateway.observability.logging import configure_logging
 
     install_hooks()
+    if args.pg:
+        count_round_trips()
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="stox-timeline-"))
     os.environ.update(
@@ -291,7 +333,11 @@ async def main(args: argparse.Namespace) -> None:
 
     client.upload, waiters.done = upload, done  # type: ignore[method-assign]
     try:
-        for _ in range(args.warm + args.n):
+        for _ in range(args.warm):
+            await client.run_one()
+        await asyncio.sleep(0.1)
+        ROUND_TRIPS.clear()
+        for _ in range(args.n):
             await client.run_one()
         await asyncio.sleep(0.1)
     finally:
@@ -301,6 +347,7 @@ async def main(args: argparse.Namespace) -> None:
     for timeline in STAMPS.values():
         timeline.sort()
     report(args.warm)
+    report_round_trips(args.n)
     if args.pg:
         from bench import cleanup
 

@@ -8,7 +8,7 @@ adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
 - `_engine_options`, `_engine_started`, `_before_migrate`, `_closed`: the lifecycle;
 - `_read(fn)`, `_write(fn, changes)`: where and how `fn(connection)` runs in a transaction;
 - `_load_for_change`: a batch's workflows (locked where the database needs row locks);
-- `_executemany`, `_select`, `_insert_outbox`: how the hot statements run;
+- `_execute_writes`, `_executemany`, `_select`, `_insert_outbox`: how the hot statements run;
 - `claim_outbox`, `exclusive`, `_lock_deadline_owners`: coordination between processes.
 
 `SqlStore(url, ...)` gives the adapter for the URL (`adapter_for`), so callers never ask
@@ -139,12 +139,15 @@ class SqlStore:
             conn.execute(statement, list(rows))
 
     def _select(self, conn: sa.Connection, query: st.ByIds, value: Any) -> list[dict[str, Any]]:
-        params = {query.param: list(value) if query.expanding else value}
-        return [dict(row) for row in conn.execute(query.statement, params).mappings()]
+        return operations.select_by_ids(conn, query, value)
 
     def _insert_outbox(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
         """Insert outbox rows; their ids, in order, for the relay (`outbox_handoff.py`)."""
         return list(conn.execute(st.INSERT_OUTBOX_RETURNING, rows).scalars())
+
+    def _execute_writes(self, conn: sa.Connection, writes: Writes) -> None:
+        """What a batch writes: by default one statement per table (`Writes.execute`)."""
+        writes.execute(conn, self)
 
     def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
         """Before deadlines move: hold off a sweeper deciding on the same steps."""
@@ -275,7 +278,7 @@ class SqlStore:
         ids = sorted({op.workflow_id for op in ops if isinstance(op, ChangeOp)})
         state = self._load_for_change(conn, ids) if ids else {}
         outcomes, writes = plan(conn, ops, state)
-        writes.execute(conn, self)
+        self._execute_writes(conn, writes)
         return outcomes, writes
 
     def _load_many(

@@ -42,6 +42,32 @@ def load_many(
     return {r["id"]: workflow_from_row(r, by_workflow[r["id"]]) for r in rows}
 
 
+def load_joined(conn: sa.Connection, ids: Sequence[str], *, lock: bool) -> dict[str, Workflow]:
+    """`load_many` in one statement (`statements.WORKFLOWS_WITH_STEPS`)."""
+    one = len(ids) == 1
+    params = {"id": ids[0]} if one else {"ids": list(ids)}
+    found: dict[str, tuple[dict[str, Any], list[Step]]] = {}
+    for row in conn.execute(st.WORKFLOWS_WITH_STEPS[one, lock], params).mappings():
+        workflow_id = row["w_id"]
+        if workflow_id not in found:
+            found[workflow_id] = ({k[2:]: v for k, v in row.items() if k[:2] == "w_"}, [])
+        if row["s_id"] is not None:
+            found[workflow_id][1].append(
+                step_from_row({k[2:]: v for k, v in row.items() if k[:2] == "s_"})
+            )
+    loaded = {i: workflow_from_row(w, step_list) for i, (w, step_list) in found.items()}
+    missing = [i for i in ids if i not in loaded]
+    if lock and missing:  # none, or without steps (the inner join), or not there at all
+        loaded.update(load_many(conn, missing, lock=True, select=select_by_ids))
+    return loaded
+
+
+def select_by_ids(conn: sa.Connection, query: st.ByIds, value: Any) -> list[dict[str, Any]]:
+    """A `ByIds` read through `Connection.execute` (the default `Select`)."""
+    params = {query.param: list(value) if query.expanding else value}
+    return [dict(row) for row in conn.execute(query.statement, params).mappings()]
+
+
 def list_workflows(
     conn: sa.Connection,
     status: WorkflowStatus | None,
@@ -157,3 +183,46 @@ def outbox_oldest_due(conn: sa.Connection, now: datetime) -> Any:
 def outbox_backlog(conn: sa.Connection) -> int:
     query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
     return int(conn.execute(query).scalar_one())
+
+
+def mark_due_rows(conn: sa.Connection, now: datetime, limit: int) -> list[OutboxRow]:
+    """`claim_rows(lock=True)` and the mark in one statement: the oldest unsent due rows no
+    other transaction holds, marked sent as of `now` in this (still open) transaction."""
+    chosen = (
+        sa.select(outbox.c.id)
+        .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now)
+        .order_by(outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    query = (
+        outbox.update()
+        .where(outbox.c.id.in_(chosen.scalar_subquery()))
+        .values(sent_at=now)
+        .returning(*(outbox.c[name] for name in OUTBOX_READ))
+    )
+    rows = [outbox_from_row(r) for r in conn.execute(query).mappings()]
+    return sorted(rows, key=lambda row: row.id)
+
+
+def mark_rows(conn: sa.Connection, ids: Sequence[int], now: datetime) -> set[int]:
+    """`lock_rows` and the mark in one statement: those of `ids` still unsent that no other
+    transaction holds, marked sent as of `now` in this (still open) transaction."""
+    chosen = (
+        sa.select(outbox.c.id)
+        .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None))
+        .with_for_update(skip_locked=True)
+    )
+    query = (
+        outbox.update()
+        .where(outbox.c.id.in_(chosen.scalar_subquery()))
+        .values(sent_at=now)
+        .returning(outbox.c.id)
+    )
+    return set(conn.execute(query).scalars())
+
+
+def unmark(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """Rows marked by `mark_rows` / `mark_due_rows` that were not sent after all."""
+    if ids:
+        conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=None))

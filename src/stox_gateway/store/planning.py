@@ -75,6 +75,20 @@ class Writes:
             outbox_row(m, now) for m in outgoing_messages(transition, new_id, trace)
         )
 
+    def fold(self) -> None:
+        """A workflow (or step) created and changed in this batch: only its last state, as
+        its insert (for writes that cannot see each other's rows: one statement)."""
+        for new, changed in (
+            (self.new_workflows, self.changed_workflows),
+            (self.new_steps, self.changed_steps),
+        ):
+            if not (new and changed):
+                continue
+            for i, row in enumerate(new):
+                last = changed.pop(row["id"], None)
+                if last is not None:
+                    new[i] = last
+
     def execute(self, conn: sa.Connection, run: Executes) -> None:
         # Inserts first: a workflow created in this batch may also be changed in it.
         # (Empty lists are skipped by the adapter.)

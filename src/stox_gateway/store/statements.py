@@ -79,3 +79,39 @@ MARK_SENT = (
     .where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
     .values(sent_at=sa.bindparam("sent_at", type_=outbox.c.sent_at.type))
 )
+
+
+def _workflows_with_steps(one: bool, lock: bool) -> sa.Select[tuple[object, ...]]:
+    """Workflows and their steps in one statement (one round trip where that is the cost):
+    a row per step, columns labelled `w_…` and `s_…`, in id and position order.
+
+    `lock` locks the workflows' rows and their steps' too: with only the workflows' rows
+    locked, PostgreSQL re-reads a row it waited for, but not the rows joined to it, so a
+    change that waited would decide on the steps as they were before the change it waited
+    for. (An inner join then, as the nullable side of an outer join cannot be locked: a
+    workflow without steps is not found here; `operations.load_joined` reads it apart.)
+    """
+    join = (
+        workflows.join(steps, steps.c.workflow_id == workflows.c.id)
+        if lock
+        else workflows.outerjoin(steps, steps.c.workflow_id == workflows.c.id)
+    )
+    query = (
+        sa.select(
+            *(c.label(f"w_{c.key}") for c in workflows.c),
+            *(c.label(f"s_{c.key}") for c in steps.c),
+        )
+        .select_from(join)
+        .where(
+            workflows.c.id == sa.bindparam("id")
+            if one
+            else workflows.c.id.in_(sa.bindparam("ids", expanding=True))
+        )
+        .order_by(workflows.c.id, steps.c.position)
+    )
+    return query.with_for_update() if lock else query
+
+
+WORKFLOWS_WITH_STEPS = {
+    (one, lock): _workflows_with_steps(one, lock) for one in (True, False) for lock in (True, False)
+}
