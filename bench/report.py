@@ -17,6 +17,8 @@ SHORT = {
     "celery": "Celery\nchain",
     "dramatiq": "Dramatiq\npipeline",
     "raw-aio-pika": "raw\naio-pika",
+    "dbos-sqlite": "DBOS\nSQLite",
+    "dbos-pg": "DBOS\nPostgreSQL",
 }
 Trial = dict[str, Any]
 
@@ -152,6 +154,7 @@ def targets(
         emb = median("stox-embedded", "throughput")
         check("Stox embedded throughput ≥ 4× Celery",
               emb / celery_tp if emb and celery_tp else None, 4.0, True, "×")
+    _store_targets(median, check)
     ws = table.get("stox-rmq-sqlite", {})
     ws_p99 = ws.get("ws_p99")
     clients = ws.get("ws_clients")
@@ -168,6 +171,32 @@ def targets(
         rows.append(("10,000 idle WS clients → gateway RSS ≤ 1 GiB",
                      "run `bench/run.py --idle-clients 10000`", "—"))
     return rows
+
+
+def _store_targets(median: Callable[[str, str], float | None], check: Callable[..., None]) -> None:
+    """Issue 16's targets: PostgreSQL against the SQLite row and DBOS, embedded against Celery,
+    RabbitMQ + SQLite against the raw floor (same-run ratios)."""
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    pg_p50, sq_p50 = median("stox-rmq-pg", "p50"), median("stox-rmq-sqlite", "p50")
+    pg_tp, sq_tp = median("stox-rmq-pg", "throughput"), median("stox-rmq-sqlite", "throughput")
+    dbos_p50, dbos_tp = median("dbos-pg", "p50"), median("dbos-pg", "throughput")
+    check("Stox RabbitMQ+PostgreSQL W=1 p50 ≤ 1.3× the SQLite row", ratio(pg_p50, sq_p50),
+          1.3, False, "×")
+    check("Stox RabbitMQ+PostgreSQL W=1 p50 ≤ DBOS on PostgreSQL", ratio(pg_p50, dbos_p50),
+          1.0, False, "×")
+    check("Stox RabbitMQ+PostgreSQL throughput ≥ the SQLite row", ratio(pg_tp, sq_tp),
+          1.0, True, "×")
+    check("Stox RabbitMQ+PostgreSQL throughput ≥ 2× DBOS on PostgreSQL", ratio(pg_tp, dbos_tp),
+          2.0, True, "×")
+    emb_tp, emb_p50 = median("stox-embedded", "throughput"), median("stox-embedded", "p50")
+    celery_tp, celery_p50 = median(BASELINE, "throughput"), median(BASELINE, "p50")
+    check("Stox embedded throughput ≥ 1.5× Celery", ratio(emb_tp, celery_tp), 1.5, True, "×")
+    check("Stox embedded W=1 p50 ≤ Celery's", ratio(emb_p50, celery_p50), 1.0, False, "×")
+    check("Stox RabbitMQ+SQLite throughput ≥ 0.7× the raw aio-pika floor",
+          ratio(sq_tp, median("raw-aio-pika", "throughput")), 0.7, True, "×")
 
 
 def markdown(meta: dict[str, Any], trials: list[Trial], idle: dict[str, Any] | None) -> str:

@@ -71,7 +71,7 @@ def install_hooks() -> None:
     from stox_gateway.sdk.reporters import BusReporter
     from stox_gateway.sdk.worker import Worker
     from stox_gateway.store import group_commit
-    from stox_gateway.store.sql import SqlStore
+    from stox_gateway.store.sql import PostgresStore, SqliteStore, SqlStore
 
     def batch_ids(_self: Any, ops: list[Any]) -> list[tuple[str, str]]:
         named = []
@@ -90,14 +90,17 @@ def install_hooks() -> None:
         original_committed(self, transition)
 
     WorkflowEngine._committed = committed  # type: ignore[method-assign]
-    original_claim = SqlStore.claim_outbox
+    for adapter in (SqliteStore, PostgresStore):  # each adapter claims its own way
+        original_claim = adapter.claim_outbox
 
-    def claim_outbox(self: Any, now: Any, limit: int = 100) -> Any:
-        for wid in {_wid(row.body) for row in self._handoff._ready.values()}:
-            stamp(wid, "relay claims")
-        return original_claim(self, now, limit)
+        def claim_outbox(
+            self: Any, now: Any, limit: int = 100, _claim: Any = original_claim
+        ) -> Any:
+            for wid in {_wid(row.body) for row in self._handoff._ready.values()}:
+                stamp(wid, "relay claims")
+            return _claim(self, now, limit)
 
-    SqlStore.claim_outbox = claim_outbox  # type: ignore[method-assign]
+        adapter.claim_outbox = claim_outbox  # type: ignore[method-assign]
     wrap(
         OutboxRelay,
         "_publish",
@@ -191,6 +194,46 @@ def _wid(body: bytes) -> str | None:
         return None
 
 
+ROUND_TRIPS: Counter[str] = Counter()
+
+
+def count_round_trips() -> None:
+    """Count what asyncpg sends to PostgreSQL (each call is one round trip, an executemany
+    one pipelined round trip), by kind: the cost that latency pays per workflow there."""
+    import asyncpg.connection
+    import asyncpg.prepared_stmt
+
+    def counting(owner: Any, name: str, kind: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            label = kind
+            if kind in ("execute", "executemany") and len(args) > 1 and isinstance(args[1], str):
+                label = f"{kind} {' '.join(args[1].split())[:40]}"
+            elif kind == "statement" and os.environ.get("TIMELINE_SQL"):
+                label = f"statement {' '.join(args[0].get_query().split())[:40]}"
+            ROUND_TRIPS[label] += 1
+            return await original(*args, **kwargs)
+
+        setattr(owner, name, wrapped)
+
+    counting(asyncpg.connection.Connection, "fetchrow", "fetchrow (pool pre-ping)")
+    counting(asyncpg.connection.Connection, "execute", "execute")
+    counting(asyncpg.connection.Connection, "executemany", "executemany")
+    counting(asyncpg.connection.Connection, "prepare", "prepare")
+    counting(asyncpg.prepared_stmt.PreparedStatement, "fetch", "statement")
+
+
+def report_round_trips(n: int) -> None:
+    if not ROUND_TRIPS:
+        return
+    print(f"\nPostgreSQL round trips per workflow (asyncpg calls / {n} workflows)")
+    for kind, count in ROUND_TRIPS.most_common():
+        print(f"{kind:<48} {count / n:8.2f}")
+    print(f"{'total':<48} {sum(ROUND_TRIPS.values()) / n:8.2f}")
+
+
 def report(n_warm: int) -> None:
     timelines = list(STAMPS.values())[n_warm:]
     orders = Counter(tuple(label for _, label in t) for t in timelines)
@@ -221,6 +264,8 @@ async def main(args: argparse.Namespace) -> None:
     from stox_gateway.observability.logging import configure_logging
 
     install_hooks()
+    if args.pg:
+        count_round_trips()
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="stox-timeline-"))
     os.environ.update(
@@ -288,7 +333,11 @@ async def main(args: argparse.Namespace) -> None:
 
     client.upload, waiters.done = upload, done  # type: ignore[method-assign]
     try:
-        for _ in range(args.warm + args.n):
+        for _ in range(args.warm):
+            await client.run_one()
+        await asyncio.sleep(0.1)
+        ROUND_TRIPS.clear()
+        for _ in range(args.n):
             await client.run_one()
         await asyncio.sleep(0.1)
     finally:
@@ -298,6 +347,7 @@ async def main(args: argparse.Namespace) -> None:
     for timeline in STAMPS.values():
         timeline.sort()
     report(args.warm)
+    report_round_trips(args.n)
     if args.pg:
         from bench import cleanup
 

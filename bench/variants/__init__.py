@@ -11,12 +11,15 @@ LABELS = {
     "celery": "Celery 5 chain",
     "dramatiq": "Dramatiq pipeline",
     "raw-aio-pika": "Raw aio-pika floor",
+    "dbos-sqlite": "DBOS Transact, SQLite (in process)",
+    "dbos-pg": "DBOS Transact, PostgreSQL (in process)",
 }
 VARIANTS = tuple(LABELS)
 BASELINE = "celery"
 
 
 def make(key: str, ctx: Context, trial: str) -> Variant:
+    from bench.variants.dbos import DbosVariant
     from bench.variants.frameworks import CeleryVariant, DramatiqVariant
     from bench.variants.rawpika import RawPikaVariant
     from bench.variants.stox import StoxVariant
@@ -34,6 +37,10 @@ def make(key: str, ctx: Context, trial: str) -> Variant:
         variant = DramatiqVariant(ctx, trial)
     elif key == "raw-aio-pika":
         variant = RawPikaVariant(ctx, trial)
+    elif key == "dbos-sqlite":
+        variant = DbosVariant(ctx, trial, database="sqlite")
+    elif key == "dbos-pg":
+        variant = DbosVariant(ctx, trial, database="postgresql")
     else:
         raise KeyError(f"unknown variant {key!r}; choose from {', '.join(VARIANTS)}")
     variant.key, variant.label = key, LABELS[key]

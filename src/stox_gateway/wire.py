@@ -29,6 +29,9 @@ class OutgoingMessage:
     available_at: Any
     mandatory: bool = False
     headers: dict[str, Any] = field(default_factory=dict)
+    # The step attempt a step message asks for: outbox columns, so nobody parses the body.
+    step_id: str | None = None
+    attempt: int | None = None
 
 
 def update_to_wire(update: Update) -> JSON:
@@ -100,6 +103,8 @@ def outgoing_messages(
 
 
 def _event_message(event: BusEvent, headers: dict[str, str]) -> OutgoingMessage:
+    step_id, attempt = event.body.get("step_id"), event.body.get("attempt")
+    has_attempt = bool(step_id) and isinstance(attempt, int) and not isinstance(attempt, bool)
     return OutgoingMessage(
         routing_key=event.routing_key,
         message_id=event.event_id,
@@ -108,4 +113,6 @@ def _event_message(event: BusEvent, headers: dict[str, str]) -> OutgoingMessage:
         available_at=event.available_at,
         mandatory=event.mandatory,
         headers=headers,
+        step_id=str(step_id) if has_attempt else None,
+        attempt=attempt if has_attempt else None,
     )

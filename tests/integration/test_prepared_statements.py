@@ -19,12 +19,17 @@ import sqlalchemy as sa
 from stox_gateway.engine import machine
 from stox_gateway.engine.definitions import PRODUCT_UPLOAD, default_definitions
 from stox_gateway.engine.models import Completion
-from stox_gateway.store import sql
-from stox_gateway.store.prepared import Prepared
+from stox_gateway.store import rows as sql_rows
+from stox_gateway.store import statements as st
+from stox_gateway.store.planning import Writes
+from stox_gateway.store.prepared import Prepared, PreparedSelect
 from stox_gateway.store.sql import SqlStore
+from stox_gateway.store.sqlite_thread import SqliteThread
 from tests.integration.test_store_group_commit import new_id
 
 TABLES = ("workflows", "workflow_steps", "idempotency_keys", "workflow_events", "outbox")
+INSERT_WORKFLOWS = Prepared(st.INSERT_WORKFLOWS)
+INSERT_EVENTS = Prepared(st.INSERT_EVENTS)
 
 
 def writes_of_a_creation_and_a_completion() -> list[tuple[Prepared, list[dict[str, Any]]]]:
@@ -47,9 +52,9 @@ def writes_of_a_creation_and_a_completion() -> list[tuple[Prepared, list[dict[st
         new_id=new_id,
         backoff=lambda _attempt: 1.0,
     )
-    writes = sql._Writes()
-    writes.new_workflows.append(sql._workflow_row(wf))
-    writes.new_steps.extend(sql._step_row(wf.id, s) for s in wf.steps)
+    writes = Writes()
+    writes.new_workflows.append(sql_rows.workflow_row(wf))
+    writes.new_steps.extend(sql_rows.step_row(wf.id, s) for s in wf.steps)
     writes.keys.append(
         {
             "scope": "user-1",
@@ -63,19 +68,19 @@ def writes_of_a_creation_and_a_completion() -> list[tuple[Prepared, list[dict[st
     writes.append(completed, {})
     changed = completed.workflow
     return [
-        (sql._INSERT_WORKFLOWS, writes.new_workflows),
-        (sql._INSERT_STEPS, writes.new_steps),
-        (sql._INSERT_KEYS, writes.keys),
-        (sql._INSERT_EVENTS, writes.events),
-        (sql._INSERT_OUTBOX, writes.messages),
+        (INSERT_WORKFLOWS, writes.new_workflows),
+        (Prepared(st.INSERT_STEPS), writes.new_steps),
+        (Prepared(st.INSERT_KEYS), writes.keys),
+        (INSERT_EVENTS, writes.events),
+        (Prepared(st.INSERT_OUTBOX), writes.messages),
         (
-            sql._UPDATE_WORKFLOW,
-            [sql._changes(sql._workflow_row(changed), sql._WORKFLOW_CHANGED)],
+            Prepared(st.UPDATE_WORKFLOW),
+            [sql_rows.changes(sql_rows.workflow_row(changed), sql_rows.WORKFLOW_CHANGED)],
         ),
         (
-            sql._UPDATE_STEP,
+            Prepared(st.UPDATE_STEP),
             [
-                sql._changes(sql._step_row(changed.id, s), sql._STEP_CHANGED)
+                sql_rows.changes(sql_rows.step_row(changed.id, s), sql_rows.STEP_CHANGED)
                 for s in changed.steps
                 if s.id in completed.changed_steps
             ],
@@ -87,7 +92,7 @@ async def schema(path: Path) -> sa.Engine:
     store = SqlStore(f"sqlite+aiosqlite:///{path}")
     await store.start()
     await store.close()
-    thread = sql.SqliteThread(sa.make_url(f"sqlite:///{path}"))
+    thread = SqliteThread(sa.make_url(f"sqlite:///{path}"))
     return thread._engine
 
 
@@ -112,16 +117,16 @@ async def test_both_paths_store_the_same_values(tmp_path: Path) -> None:
 
 async def test_a_constraint_violation_is_sqlalchemys_integrity_error(tmp_path: Path) -> None:
     engine = await schema(tmp_path / "c.db")
-    rows = dict(writes_of_a_creation_and_a_completion())[sql._INSERT_WORKFLOWS]
+    rows = dict(writes_of_a_creation_and_a_completion())[INSERT_WORKFLOWS]
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
-        sql._INSERT_WORKFLOWS.executemany(conn, rows + rows)  # the same id twice
+        INSERT_WORKFLOWS.executemany(conn, rows + rows)  # the same id twice
     assert stored(tmp_path / "c.db")["workflows"] == []  # rolled back
 
 
 async def test_no_rows_is_no_statement(tmp_path: Path) -> None:
     engine = await schema(tmp_path / "d.db")
     with engine.begin() as conn:
-        assert sql._INSERT_EVENTS.executemany(conn, []) is None
+        assert INSERT_EVENTS.executemany(conn, []) is None
 
 
 async def test_reads_give_what_sqlalchemy_gives(tmp_path: Path) -> None:
@@ -130,13 +135,14 @@ async def test_reads_give_what_sqlalchemy_gives(tmp_path: Path) -> None:
     with engine.begin() as conn:
         for prepared, rows in statements:
             prepared.executemany(conn, rows)
-    workflow_id = dict(statements)[sql._INSERT_WORKFLOWS][0]["id"]
+    workflow_id = dict(statements)[INSERT_WORKFLOWS][0]["id"]
     with engine.connect() as conn:
         for one in (True, False):
-            for query, table in (
-                (sql._WORKFLOWS_BY_ID[one, False], "workflows"),
-                (sql._STEPS_BY_WORKFLOW[one], "steps"),
+            for by_ids, table in (
+                (st.WORKFLOWS_BY_ID[one, False], "workflows"),
+                (st.STEPS_BY_WORKFLOW[one], "steps"),
             ):
+                query = PreparedSelect(by_ids.statement, by_ids.param, expanding=by_ids.expanding)
                 value = workflow_id if one else [workflow_id, "no-such-id"]
                 params = {"id": value} if one else {"ids": value}
                 expected = [dict(r) for r in conn.execute(query._statement, params).mappings()]

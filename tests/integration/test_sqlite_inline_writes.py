@@ -1,6 +1,6 @@
 """SQLite: an idle store commits on the event loop's thread, never waiting for a lock there.
 
-What must hold (`store/sqlite_thread.py`, `INLINE_WHILE_BUSY_BELOW` in `store/sql.py`): a lone
+What must hold (`store/sqlite_thread.py`, `INLINE_WHILE_BUSY_BELOW` in `store/sqlite.py`): a lone
 write needs no hand-off to SQLite's thread; when another connection holds the write lock it
 waits on that thread instead, so the event loop keeps running; what the inline commits wrote
 reaches the database file (the thread checkpoints the WAL for them), not only the WAL; and

@@ -37,7 +37,7 @@ from stox_gateway.engine.errors import (
 )
 from stox_gateway.engine.models import Completion, StepStatus, Workflow
 from stox_gateway.engine.service import WorkflowEngine
-from stox_gateway.store import sql
+from stox_gateway.store import sqlite as sqlite_store
 from stox_gateway.store.port import OutboxRow
 from stox_gateway.store.sql import SqlStore
 from stox_gateway.store.tables import idempotency_keys
@@ -409,7 +409,7 @@ async def test_a_write_reported_unavailable_at_close_is_not_committed(
     (a gate after the commit) so that close() arrives before the result is handed back.
     (A small batch committed inline has no such moment: its result is handed back in the
     same turn of the loop; so every batch goes to the thread here.)"""
-    monkeypatch.setattr(sql, "INLINE_WHILE_BUSY_BELOW", 0.0)
+    monkeypatch.setattr(sqlite_store, "INLINE_WHILE_BUSY_BELOW", 0.0)
     url = f"sqlite+aiosqlite:///{tmp_path / 'closing.db'}"
     store = SqlStore(url)
     await store.start()

@@ -22,6 +22,8 @@ class OutboxRow:
     mandatory: bool
     headers: dict[str, Any]
     available_at: datetime | None = None  # when it became due
+    step_id: str | None = None  # a step message: the attempt it asks for
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

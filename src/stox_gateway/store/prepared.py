@@ -12,9 +12,8 @@ through each column's result processor, as dictionaries.
 Errors are wrapped as SQLAlchemy's (`IntegrityError`, `OperationalError`, …), so callers
 cannot tell the paths apart. What is left out: `echo` logging and execute events (none here).
 
-SQLite only. On PostgreSQL a statement costs a round trip through asyncpg and the greenlet
-bridge; the Python around it is not what matters there, and the statements stay on
-`Connection.execute`.
+SQLite only (`sqlite.py` runs `statements.py` through it). On PostgreSQL a statement costs a
+round trip; the Python around it is not what matters there.
 """
 
 from __future__ import annotations
@@ -37,17 +36,14 @@ class Prepared:
 
     def __init__(self, statement: UpdateBase) -> None:
         self._statement = statement
-        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
+        self._plans: dict[tuple[str, ...], _Plan] = {}  # by the rows' keys
 
     def executemany(self, conn: sa.Connection, rows: Sequence[Row]) -> Any:
         """Run for `rows` (all with the keys of the first) on `conn`'s transaction; returns
-        the DBAPI cursor, or None when the statement went through `Connection.execute`."""
+        the DBAPI cursor, or None when there were no rows (no statement)."""
         if not rows:
             return None
         dialect = conn.dialect
-        if dialect.name != "sqlite":
-            conn.execute(self._statement, list(rows))
-            return None
         sql, columns = self._plan(dialect, tuple(rows[0]))
         params = [
             tuple(convert(row[key]) if convert else row[key] for key, convert in columns)
@@ -63,7 +59,7 @@ class Prepared:
         return cursor
 
     def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
-        plan = self._plans.get((dialect.name, keys))
+        plan = self._plans.get(keys)
         if plan is None:
             compiled = self._statement.compile(dialect=dialect, column_keys=list(keys))
             assert compiled.positiontup is not None, "a positional paramstyle (qmark)"
@@ -72,7 +68,7 @@ class Prepared:
                 bind = compiled.binds[name]
                 convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
                 columns.append((bind.key, convert))
-            plan = self._plans[(dialect.name, keys)] = (compiled.string, tuple(columns))
+            plan = self._plans[keys] = (compiled.string, tuple(columns))
         return plan
 
 
@@ -82,14 +78,11 @@ class PreparedSelect:
     def __init__(self, statement: Select[Any], param: str, *, expanding: bool = False) -> None:
         self._statement = statement
         self._param, self._expanding = param, expanding
-        self._columns: dict[str, tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
-        self._sql: dict[tuple[str, int], str] = {}  # (dialect, values in the IN list) → SQL
+        self._columns: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
+        self._sql: dict[int, str] = {}  # values in the IN list → SQL
 
     def all(self, conn: sa.Connection, value: Any) -> list[dict[str, Any]]:
         dialect = conn.dialect
-        if dialect.name != "sqlite":
-            params = {self._param: list(value) if self._expanding else value}
-            return [dict(row) for row in conn.execute(self._statement, params).mappings()]
         values = tuple(value) if self._expanding else (value,)
         sql, columns = self._plan(dialect, len(values))
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -108,19 +101,19 @@ class PreparedSelect:
         ]
 
     def _plan(self, dialect: Dialect, count: int) -> tuple[str, Any]:
-        columns = self._columns.get(dialect.name)
+        columns = self._columns
         if columns is None:
-            columns = self._columns[dialect.name] = tuple(
+            columns = self._columns = tuple(
                 (str(c.key), c.type.dialect_impl(dialect).result_processor(dialect, None))
                 for c in self._statement.selected_columns
             )
-        sql = self._sql.get((dialect.name, count))
+        sql = self._sql.get(count)
         if sql is None:
             compiled = self._statement.compile(dialect=dialect)
             value: Any = [f"v{i}" for i in range(count)] if self._expanding else "v"
             sql = compiled.construct_expanded_state({self._param: value}).statement
             if len(self._sql) < 1024:  # IN lists of up to a batch's size: a few hundred
-                self._sql[(dialect.name, count)] = sql
+                self._sql[count] = sql
         return sql, columns
 
 

@@ -30,8 +30,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetimes are not stored; use UTC-aware ones")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        # SQLite's DATETIME keeps the wall time and drops the zone: UTC it is, everywhere.
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -119,6 +119,9 @@ outbox = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("available_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # A step message's attempt (`step_id`, `attempt` of its body), for the relay's deadlines.
+    sa.Column("step_id", sa.String(36), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=True),
     sa.Index(
         "ix_outbox_unsent",
         "available_at",

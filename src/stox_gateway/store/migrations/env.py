@@ -15,7 +15,9 @@ if connection is None:  # pragma: no cover - guarded by store.migrate
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
+    # Autogenerate writes `batch_alter_table` (SQLite alters tables by copying; on PostgreSQL
+    # a batch is plain ALTERs): one migration text for both.
+    render_as_batch=True,
     compare_type=True,
 )
 with context.begin_transaction():

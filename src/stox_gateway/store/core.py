@@ -1,0 +1,383 @@
+"""The store on SQLAlchemy 2, database-neutral: `SqlStore`, with one adapter per database.
+
+Writes go through group commit (`group_commit.py`): queued changes are committed many to one
+transaction, planned by `planning.py`, read and written by `operations.py` and
+`statements.py`, mapped by `rows.py`. Whatever differs between databases is a named hook an
+adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
+
+- `_engine_options`, `_engine_started`, `_before_migrate`, `_closed`: the lifecycle;
+- `_read(fn)`, `_write(fn, changes)`: where and how `fn(connection)` runs in a transaction;
+- `_load_for_change`: a batch's workflows (locked where the database needs row locks);
+- `_execute_writes`, `_executemany`, `_select`, `_insert_outbox`: how the hot statements run;
+- `claim_outbox`, `exclusive`, `_lock_deadline_owners`: coordination between processes.
+
+`SqlStore(url, ...)` gives the adapter for the URL (`adapter_for`), so callers never ask
+which database it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from stox_gateway import codec
+from stox_gateway.engine.errors import Unavailable
+from stox_gateway.engine.machine import Transition
+from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
+from stox_gateway.observability.tracing import trace_headers
+from stox_gateway.store import migrate, operations
+from stox_gateway.store import statements as st
+from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
+from stox_gateway.store.outbox_handoff import OutboxHandoff
+from stox_gateway.store.planning import Writes, plan, resolve
+from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
+from stox_gateway.store.rows import outbox_from_written
+from stox_gateway.store.tables import UTCDateTime
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+def adapter_for(url: str) -> type[SqlStore]:
+    """The store class for a database URL: the one place that picks an adapter."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        from stox_gateway.store.sqlite import SqliteStore
+
+        return SqliteStore
+    if backend == "postgresql":
+        from stox_gateway.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise ValueError(f"database.url: unsupported database {backend!r} (sqlite or postgresql)")
+
+
+@dataclass(slots=True)
+class OutboxClaim:
+    """`OutboxBatch`: rows claimed for the relay, and how to mark them sent."""
+
+    rows: Sequence[OutboxRow]
+    _mark: Callable[[Sequence[int]], Any]
+    marked: list[int] = field(default_factory=list)
+
+    async def mark_sent(self, ids: Sequence[int]) -> None:
+        await self._mark(ids)
+        self.marked.extend(ids)
+
+    def unmarked(self) -> list[int]:
+        marked = set(self.marked)
+        return [row.id for row in self.rows if row.id not in marked]
+
+
+class SqlStore:
+    """`WorkflowStore` on SQLAlchemy Core; `SqlStore(url)` is the URL's adapter."""
+
+    def __new__(cls, url: str, **_options: Any) -> SqlStore:
+        return object.__new__(adapter_for(url) if cls is SqlStore else cls)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 10,
+        schema: str | None = None,
+        create_schema: bool = True,
+        max_batch: int = 256,
+    ) -> None:
+        self._url = make_url(url)
+        self._echo = echo
+        self._pool_size = pool_size
+        self._schema = schema
+        self._create_schema = create_schema
+        self._engine: AsyncEngine | None = None
+        self._writer = GroupCommit(self._write_batch, max_batch=max_batch)
+        self._handoff = OutboxHandoff()  # committed outbox rows, for the relay (no read back)
+
+    # -- hooks (the adapters') -------------------------------------------------------------
+
+    def _engine_options(self) -> dict[str, Any]:
+        """Options of `create_async_engine` for this database."""
+        return {}
+
+    async def _engine_started(self, engine: AsyncEngine) -> None:
+        """The engine exists; set up what the adapter runs beside it."""
+
+    async def _before_migrate(self, conn: AsyncConnection) -> None:
+        """In the migration's transaction, before Alembic runs."""
+
+    async def _closed(self) -> None:
+        """The group commit has stopped; release what `_engine_started` set up."""
+
+    async def _read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` in a read transaction."""
+        raise NotImplementedError
+
+    async def _write(self, fn: Callable[[sa.Connection], T], changes: int | None) -> T:
+        """`fn(connection)` in a write transaction: a group-commit batch of `changes` engine
+        changes (0: only marks), or None: a write of its own."""
+        raise NotImplementedError
+
+    def _load_for_change(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, Workflow]:
+        """A write batch's workflows, held against concurrent writers until the commit."""
+        raise NotImplementedError
+
+    def _executemany(
+        self, conn: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        if rows:
+            conn.execute(statement, list(rows))
+
+    def _select(self, conn: sa.Connection, query: st.ByIds, value: Any) -> list[dict[str, Any]]:
+        return operations.select_by_ids(conn, query, value)
+
+    def _insert_outbox(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert outbox rows; their ids, in order, for the relay (`outbox_handoff.py`)."""
+        return list(conn.execute(st.INSERT_OUTBOX_RETURNING, rows).scalars())
+
+    def _execute_writes(self, conn: sa.Connection, writes: Writes) -> None:
+        """What a batch writes: by default one statement per table (`Writes.execute`)."""
+        writes.execute(conn, self)
+
+    def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
+        """Before deadlines move: hold off a sweeper deciding on the same steps."""
+
+    def claim_outbox(
+        self, now: datetime, limit: int = 100
+    ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
+        raise NotImplementedError
+
+    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Yield True when this process alone may do `name` now (one sweeper at a time)."""
+        raise NotImplementedError
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        options: dict[str, Any] = {
+            "echo": self._echo,
+            "json_serializer": codec.dumps_str,
+            "json_deserializer": codec.loads,
+            **self._engine_options(),
+        }
+        engine = create_async_engine(self._url, **options)
+        await self._engine_started(engine)
+        self._engine = engine
+        if self._create_schema:
+            await self.migrate()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (Alembic); a no-op when it is there."""
+        async with self.engine.begin() as conn:
+            await self._before_migrate(conn)
+            await conn.run_sync(migrate.upgrade)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._closed()
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema this store lives in (None: the connection's default)."""
+        return self._schema
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the store is not started")
+        return self._engine
+
+    async def check(self) -> None:
+        """A read on the path the engine's own reads take (not a connection of its own)."""
+        try:
+            await self._read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+        except Unavailable:
+            raise
+        except (OSError, DBAPIError) as exc:
+            raise Unavailable(f"database: {exc.__class__.__name__}: {exc}") from exc
+
+    # -- writes: group commit (store/group_commit.py) --------------------------------------
+
+    async def create(
+        self, transition: Transition, idempotency: IdempotencyKey | None = None
+    ) -> str:
+        created: str = await self._writer.submit(CreateOp(transition, idempotency, trace_headers()))
+        return created
+
+    async def change(
+        self, workflow_id: str, decide: Callable[[Workflow], Transition]
+    ) -> Transition:
+        transition: Transition = await self._writer.submit(
+            ChangeOp(workflow_id, decide, trace_headers())
+        )
+        return transition
+
+    async def _write_batch(self, ops: list[Op]) -> None:
+        try:
+            await self._commit_batch(ops)
+        except Unavailable:
+            raise  # every operation of the batch fails alike: the database is away
+        except DBAPIError:
+            if len(ops) == 1:
+                await self._retry_alone(ops[0])
+                return
+            # Roll back and replay one by one, so that one bad operation (or a lost race on
+            # an idempotency key) fails alone.
+            log.info("store.batch_replayed_one_by_one", operations=len(ops))
+            for op in ops:
+                try:
+                    await self._commit_batch([op])
+                except DBAPIError:
+                    await self._retry_alone(op)
+                except Exception as exc:
+                    resolve(op, exc)
+
+    async def _retry_alone(self, op: Op) -> None:
+        """A lost race on an idempotency key: the second pass finds the winner's row."""
+        if isinstance(op, CreateOp) and op.idempotency is not None:
+            try:
+                await self._commit_batch([op])
+                return
+            except IntegrityError:
+                resolve(op, Unavailable("could not record the idempotency key"))
+                return
+        try:
+            await self._commit_batch([op])
+        except Exception as exc:
+            resolve(op, exc)
+
+    async def _commit_batch(self, ops: Sequence[Op]) -> None:
+        """One transaction for `ops`; their futures resolve after the commit, and the outbox
+        rows it wrote that are already due go to the relay from memory."""
+        changes = sum(1 for op in ops if not isinstance(op, MarkSentOp))  # marks ride along
+        outcomes, writes = await self._write(lambda conn: self._apply(conn, ops), changes)
+        if writes.outbox_ids:
+            now = datetime.now(UTC)
+            self._handoff.offer(
+                outbox_from_written(row_id, row)
+                for row_id, row in zip(writes.outbox_ids, writes.messages, strict=True)
+                if row["available_at"] <= now
+            )
+        for op, outcome in outcomes:
+            resolve(op, outcome)
+
+    def _apply(self, conn: sa.Connection, ops: Sequence[Op]) -> tuple[list[tuple[Op, Any]], Writes]:
+        ids = sorted({op.workflow_id for op in ops if isinstance(op, ChangeOp)})
+        state = self._load_for_change(conn, ids) if ids else {}
+        outcomes, writes = plan(conn, ops, state)
+        self._execute_writes(conn, writes)
+        return outcomes, writes
+
+    def _load_many(
+        self, conn: sa.Connection, ids: Sequence[str], *, lock: bool = False
+    ) -> dict[str, Workflow]:
+        return operations.load_many(conn, ids, lock=lock, select=self._select)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get(self, workflow_id: str) -> Workflow | None:
+        found = await self._read(lambda conn: self._load_many(conn, [workflow_id]))
+        return found.get(workflow_id)
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Workflow]:
+        return await self._read(
+            lambda conn: operations.list_workflows(conn, status, owner, limit, offset)
+        )
+
+    async def updates(
+        self, workflow_id: str, *, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[Update]:
+        return await self._read(
+            lambda conn: operations.updates(conn, workflow_id, after_seq, up_to_seq)
+        )
+
+    async def due_steps(self, now: datetime, limit: int = 100) -> list[DueStep]:
+        return await self._read(lambda conn: operations.due_steps(conn, now, limit))
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    async def outbox_oldest_due(self, now: datetime) -> datetime | None:
+        await self._writer.settle()  # marks riding with the next batch count as sent
+        value = await self._read(lambda conn: operations.outbox_oldest_due(conn, now))
+        if value is None:
+            return None
+        moment: datetime = UTCDateTime().process_result_value(value, self.engine.dialect)  # type: ignore[assignment]
+        return moment
+
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
+        """Restart the deadline of each running attempt whose step message leaves only now.
+
+        A step's deadline is set when its attempt is committed; when the message leaves much
+        later (the gateway was down, the broker away) the service gets its full timeout from
+        the moment the message leaves, so the sweeper does not time out — and run again — an
+        attempt no service could have seen yet. Its own short transaction, committed before
+        the publish, so a sweeper on another replica sees the new deadline.
+        """
+        wanted = {
+            row.step_id: row.attempt
+            for row in rows
+            if row.step_id is not None and row.attempt is not None
+        }
+        if not wanted:
+            return
+
+        def extend(conn: sa.Connection) -> None:
+            self._lock_deadline_owners(conn, list(wanted))
+            operations.extend_deadlines(conn, wanted, now)
+
+        await self._write(extend, None)
+
+    async def outbox_backlog(self) -> int:
+        await self._writer.settle()
+        return await self._read(operations.outbox_backlog)
+
+
+def is_connection_error(exc: DBAPIError) -> bool:
+    """A lost or refused connection (retry later: 503), not a bad statement (a bug: 500)."""
+    if exc.connection_invalidated or isinstance(exc.orig, OSError):
+        return True
+    text = str(exc.orig).lower() if exc.orig else str(exc).lower()
+    return any(
+        needle in text
+        for needle in (
+            "connect",
+            "connection",
+            "server closed",
+            "terminating",
+            "refused",
+            "shutting down",
+            "starting up",
+            "database is locked",
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def unavailable_when_away() -> AsyncIterator[None]:
+    """A lost connection is `Unavailable` (503); any other database error stays what it is."""
+    try:
+        yield
+    except (OSError, DBAPIError) as exc:
+        if isinstance(exc, DBAPIError) and not is_connection_error(exc):
+            raise
+        raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
