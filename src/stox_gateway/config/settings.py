@@ -127,6 +127,24 @@ class WebSocketSettings(BaseModel):
 
 class MediaSettings(BaseModel):
     root: Path = Path("media")
+    allow_private_urls: bool = Field(
+        default=False,
+        description=(
+            "let image URLs reach loopback, private, link-local and other non-public "
+            "addresses (off: such URLs are refused, also through redirects)"
+        ),
+    )
+    max_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="images with more pixels are refused from their header, before decoding",
+    )
+    max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="the largest image POST /api/v1/media takes"
+    )
+    download_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="total deadline of one image download"
+    )
 
 
 class LoggingSettings(BaseModel):
@@ -152,6 +170,16 @@ class AuthSettings(BaseModel):
     audience: str = "stox-gateway"
     issuer: str = "stox-auth"
     access_token_ttl: Duration = timedelta(minutes=15)
+    max_token_lifetime: Duration = Field(
+        default=timedelta(hours=1),
+        description="a token whose exp - iat is longer is refused, whoever signed it",
+    )
+    key_id: str = Field(
+        default="stox-1",
+        min_length=1,
+        max_length=64,
+        description="the `kid` of issued tokens; change it when the secret is rotated",
+    )
     refresh_token_ttl: Duration = timedelta(days=30)
     service_token: SecretStr | None = None  # services report completions with it
     request_timeout: Duration = timedelta(seconds=5)  # deadline of each AuthService call

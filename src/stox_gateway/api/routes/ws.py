@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -42,14 +43,25 @@ async def deny(websocket: WebSocket, status: int, code: str, message: str) -> No
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str], development: bool) -> bool:
-    """Browsers send Origin; other clients may not. An allow list is enforced when set, and
-    outside development an empty list admits no browser origin at all."""
+    """Browsers send Origin; other clients may not. The gateway's own origin (the page it
+    serves, on the host the request was sent to) is always allowed; others must be in the
+    allow list, or any is in development when the list is empty."""
     origin = websocket.headers.get("origin")
     if origin is None:
+        return True
+    host = websocket.headers.get("host", "")
+    if host and _netloc(origin) == host.lower():
         return True
     if allowed:
         return origin in allowed
     return development
+
+
+def _netloc(origin: str) -> str:
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:  # a malformed Origin is nobody's own
+        return ""
 
 
 @router.websocket("/ws")
@@ -95,6 +107,8 @@ async def workflow_updates(websocket: WebSocket) -> None:
     try:
         await _send_first_frames(websocket, runtime, subscriber, since)
         await _pump(websocket, subscriber)
+    except WebSocketDisconnect:
+        pass  # the client left while its first frames were on their way
     finally:
         runtime.hub.unsubscribe(subscriber)
 
