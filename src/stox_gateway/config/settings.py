@@ -9,13 +9,17 @@ DESIGN §2: in-memory bus, SQLite, reference services in process.
 from __future__ import annotations
 
 import os
+import typing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -55,6 +59,19 @@ class RabbitMQSettings(BaseModel):
     queue_prefix: str = Field(
         default="stox", description="prefix of every queue name the gateway declares"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _an_amqp_url(cls, url: SecretStr) -> SecretStr:
+        # The message never repeats the URL: it carries the broker's password.
+        try:
+            parts = urlsplit(url.get_secret_value())
+            ok = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an AMQP URL such as amqp://user:password@host:5672/")
+        return url
 
 
 class DatabaseSettings(BaseModel):
@@ -226,7 +243,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         config_file = _config_file_in_use.get("path")
         if config_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
@@ -235,6 +252,20 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.server.environment == "production"
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, where a list may also be written comma-separated:
+    `STOX_WEBSOCKET__ALLOWED_ORIGINS=https://a.example,https://b.example` as well as JSON."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            annotation = field.annotation if field is not None else None
+            if isinstance(value, str) and typing.get_origin(annotation) in (list, tuple, set):
+                return [item.strip() for item in value.split(",") if item.strip()]
+            raise
 
 
 # The YAML path reaches `settings_customise_sources` (a classmethod pydantic calls) through this

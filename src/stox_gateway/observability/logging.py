@@ -13,6 +13,7 @@ from typing import Literal
 
 import structlog
 
+from stox_gateway.config.errors import mask_url_passwords
 from stox_gateway.config.settings import LoggingSettings
 
 _SECRET_KEYS = frozenset({"password", "token", "access_token", "refresh_token", "secret", "url"})
@@ -22,8 +23,9 @@ _TOKEN_IN_TEXT = re.compile(r"(?i)(\b\w*token(?:=|%3D)|\bbearer\s+)[^\s&\"'<>;,]
 
 
 def redact(text: str) -> str:
-    """`text` with every token in a query string or a bearer credential replaced by `***`."""
-    return _TOKEN_IN_TEXT.sub(r"\1***", text)
+    """`text` with every token in a query string, bearer credential or URL password (aio-pika
+    logs its broker URL when a reconnect fails) replaced by `***`."""
+    return mask_url_passwords(_TOKEN_IN_TEXT.sub(r"\1***", text))
 
 
 def _mask_secrets(
