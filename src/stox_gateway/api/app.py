@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from stox_gateway import __version__, dashboard
 from stox_gateway.api.docs import install_docs
 from stox_gateway.api.errors import install_error_handlers
+from stox_gateway.api.login_throttle import LoginThrottle
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from stox_gateway.api.rate_limit import RateLimitMiddleware
 from stox_gateway.api.routes import auth, health, metrics, workflows, ws
@@ -48,6 +50,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle(settings.auth)
+    app.state.websockets_per_client = Counter()
     app.state.runtime = None
     install_error_handlers(app)
     install_docs(app)

@@ -96,6 +96,9 @@ def serve(
     options = uvicorn_options(settings)
     if reload:
         # Reload needs an import string; the factory reads the same config from the environment.
+        # The reloader starts a child process, which cannot be handed a protocol class made
+        # here: it serves with uvicorn's own (no header deadline, fine in development).
+        options.pop("http")
         uvicorn.run("stox_gateway.cli.asgi:create", factory=True, reload=True, **options)
         return
     from stox_gateway.api.app import create_app

@@ -43,6 +43,16 @@ class ServerSettings(BaseModel):
         default=0, ge=0, description="requests per second per client; 0 = off"
     )
     rate_limit_burst: int = Field(default=100, ge=1)
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="a request's headers must be in by then"
+    )
+    idle_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="an idle keep-alive connection is closed"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses whose X-Forwarded-For is believed (e.g. the load balancer's)",
+    )
 
 
 class RabbitMQSettings(BaseModel):
@@ -133,6 +143,9 @@ class WebSocketSettings(BaseModel):
     client_queue_size: int = Field(default=256, ge=1)
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
     allowed_origins: list[str] = Field(default_factory=list)
+    max_per_client: int = Field(
+        default=100, ge=1, description="open WebSockets per client address (then 429)"
+    )
     per_message_deflate: bool = Field(
         default=False,
         description=(
@@ -198,6 +211,12 @@ class AuthSettings(BaseModel):
         description="the `kid` of issued tokens; change it when the secret is rotated",
     )
     refresh_token_ttl: Duration = timedelta(days=30)
+    login_attempts_per_account: int = Field(
+        default=10, ge=1, description="login attempts per minute for one email (then 429)"
+    )
+    login_attempts_per_address: int = Field(
+        default=60, ge=1, description="login and register attempts per minute per client address"
+    )
     service_token: SecretStr | None = None  # services report completions with it
     request_timeout: Duration = timedelta(seconds=5)  # deadline of each AuthService call
 

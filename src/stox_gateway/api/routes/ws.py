@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from urllib.parse import urlsplit
 
 import structlog
@@ -21,6 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from stox_gateway.api.deps import caller, get_runtime
 from stox_gateway.api.errors import error_response
 from stox_gateway.auth.errors import Unauthenticated
+from stox_gateway.auth.guard import Caller
 from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.hub import Subscriber
 from stox_gateway.hub.feed import first_frames
@@ -97,6 +99,24 @@ async def workflow_updates(websocket: WebSocket) -> None:
             await deny(websocket, 404, exc.code, str(exc))
             return
 
+    address = websocket.client.host if websocket.client else "unknown"
+    open_sockets: Counter[str] = websocket.app.state.websockets_per_client
+    if open_sockets[address] >= settings.websocket.max_per_client:
+        await deny(websocket, 429, "too_many_requests", "too many WebSockets from this client")
+        return
+    open_sockets[address] += 1
+    try:
+        await _serve(websocket, runtime, who, workflow_id, since)
+    finally:
+        open_sockets[address] -= 1
+        if open_sockets[address] <= 0:
+            del open_sockets[address]
+
+
+async def _serve(
+    websocket: WebSocket, runtime: Runtime, who: Caller, workflow_id: str | None, since: int | None
+) -> None:
+    settings = runtime.settings
     await websocket.accept()
     subscriber = Subscriber(
         workflow_id,
