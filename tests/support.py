@@ -45,6 +45,10 @@ def require_server(port: int, name: str) -> None:
     pytest.skip(message)
 
 
+# With auth on, the gateway refuses the default or a short secret in any environment.
+TEST_JWT_SECRET = "test-only-jwt-secret-" + "0123456789abcdef" * 2
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

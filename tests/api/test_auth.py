@@ -19,7 +19,7 @@ from stox_gateway.auth.tokens import TokenIssuer
 from stox_gateway.config.safety import InsecureSettings, enforce
 from stox_gateway.config.settings import AuthSettings
 from stox_gateway.runtime import Runtime
-from tests.support import RunningGateway, make_settings, running_gateway
+from tests.support import TEST_JWT_SECRET, RunningGateway, make_settings, running_gateway
 
 SERVICE_TOKEN = "service-token-0123456789"
 PASSWORD = "correct horse 42"
@@ -30,7 +30,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     settings = make_settings(
         tmp_path,
         workers={"embedded": False},
-        auth={"required": True, "service_token": SERVICE_TOKEN},
+        auth={"required": True, "service_token": SERVICE_TOKEN, "jwt_secret": TEST_JWT_SECRET},
         websocket={"allowed_origins": ["https://shop.example"]},
     )
     async with running_gateway(settings) as gateway:

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from stox_gateway.grpc.convert import from_struct, to_struct
 from stox_gateway.grpc.generated.stox.v1 import workflow_pb2, workflow_pb2_grpc
-from tests.support import RunningGateway, make_settings, running_gateway
+from tests.support import TEST_JWT_SECRET, RunningGateway, make_settings, running_gateway
 
 SERVICE_TOKEN = "service-token-0123456789"
 
@@ -133,7 +133,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     settings = make_settings(
         tmp_path,
         workers={"embedded": False},
-        auth={"required": True, "service_token": SERVICE_TOKEN},
+        auth={"required": True, "service_token": SERVICE_TOKEN, "jwt_secret": TEST_JWT_SECRET},
     )
     async with running_gateway(settings) as running:
         yield running

@@ -23,7 +23,7 @@ import pytest_asyncio
 import websockets
 from PIL import Image
 
-from tests.support import REPO, make_settings, receive_until, running_gateway
+from tests.support import REPO, TEST_JWT_SECRET, make_settings, receive_until, running_gateway
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -442,7 +442,10 @@ async def test_the_page_reconnects_and_resumes_each_workflow_from_its_last_seq(
 async def test_with_auth_on_the_page_asks_for_a_login_and_then_shows_the_list(
     page: Page, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, auth={"required": True, "service_token": SERVICE_TOKEN})
+    settings = settings_for(
+        tmp_path,
+        auth={"required": True, "service_token": SERVICE_TOKEN, "jwt_secret": TEST_JWT_SECRET},
+    )
     async with running_gateway(settings) as gateway:
         async with httpx.AsyncClient(base_url=gateway.url) as http:
             registered = await http.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +10,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from stox_gateway import __version__, dashboard
+from stox_gateway.api.docs import install_docs
 from stox_gateway.api.errors import install_error_handlers
+from stox_gateway.api.login_throttle import LoginThrottle
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from stox_gateway.api.rate_limit import RateLimitMiddleware
 from stox_gateway.api.routes import auth, health, metrics, workflows, ws
@@ -42,10 +45,16 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             "image processing → AI enhancement → SEO generation over WebSocket."
         ),
         lifespan=lifespan,
+        # Served by `install_docs` from packaged files; ReDoc exists only on a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle(settings.auth)
+    app.state.websockets_per_client = Counter()
     app.state.runtime = None
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(workflows.router)
     app.include_router(auth.router)
     app.include_router(health.router)
@@ -73,5 +82,10 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             burst=settings.server.rate_limit_burst,
         )
     app.add_middleware(CorrelationIdMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.server.max_body_bytes,
+        # The media route counts its own (larger) body; every other route has the server's.
+        exempt=(dashboard.MEDIA_UPLOAD_PATH,),
+    )
     return app

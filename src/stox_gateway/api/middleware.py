@@ -44,11 +44,11 @@ class CorrelationIdMiddleware:
 class BodySizeLimitMiddleware:
     """Answer 413 for a body over the limit, by Content-Length or by counting a chunked one."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
+        self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from stox_gateway.api.errors import error_response
 
@@ -53,7 +54,7 @@ class RateLimitMiddleware:
         self.buckets = TokenBuckets(rate, burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(EXEMPT):
+        if scope["type"] not in ("http", "websocket") or scope["path"].startswith(EXEMPT):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -65,6 +66,11 @@ class RateLimitMiddleware:
                 "rate limit exceeded; try again later",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-            await response(scope, receive, send)
+            if scope["type"] == "http":
+                await response(scope, receive, send)
+            elif "websocket.http.response" in scope.get("extensions", {}):
+                await WebSocket(scope, receive, send).send_denial_response(response)
+            else:
+                await WebSocket(scope, receive, send).close(code=4429)
             return
         await self.app(scope, receive, send)

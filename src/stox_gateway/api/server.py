@@ -9,12 +9,19 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from stox_gateway.api.header_timeout import header_timeout_protocol
 from stox_gateway.config.settings import Settings
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves the gateway, from its settings (the CLI, the demo and the tests)."""
+    proxies = settings.server.trusted_proxies
     return {
+        "http": header_timeout_protocol(settings.server.header_timeout.total_seconds()),
+        "timeout_keep_alive": max(1, int(settings.server.idle_timeout.total_seconds())),
+        # X-Forwarded-For / -Proto are believed only from these addresses; none by default.
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": ",".join(proxies) if proxies else "",
         "host": settings.server.host,
         "port": settings.server.port,
         "log_config": None,
@@ -24,7 +31,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
         "timeout_graceful_shutdown": int(settings.server.shutdown_timeout.total_seconds()),
-        "proxy_headers": True,
     }
 
 

@@ -54,7 +54,8 @@ class AuthRepository:
         try:
             await conn.execute(users.insert().values(**_fields(user)))
         except IntegrityError as exc:
-            raise AlreadyExists(f"a user with email {user.email} already exists") from exc
+            # 409 as DESIGN §6 says, without repeating the address back.
+            raise AlreadyExists("this email cannot be registered; log in instead") from exc
 
     async def user_by_email(self, email: str) -> User | None:
         return await self._user(users.c.email == email)

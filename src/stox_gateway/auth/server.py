@@ -134,5 +134,6 @@ async def auth_server(
         yield bound
     finally:
         await server.stop(grace=2)
+        service.close()
         if store is not None:
             await store.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -18,8 +22,13 @@ from stox_gateway.auth.repository import AuthRepository, RefreshToken, User
 from stox_gateway.auth.tokens import AccessClaims, TokenIssuer
 from stox_gateway.config.settings import AuthSettings
 
+_T = TypeVar("_T")
+
 MIN_PASSWORD = 8
 MAX_PASSWORD = 128
+# argon2 is CPU and memory by design: at most this many hashes at once, off the event loop,
+# so a flood of logins queues here instead of stalling every other request.
+HASH_THREADS = 2
 
 
 def password_problems(password: str) -> list[str]:
@@ -56,6 +65,9 @@ class AuthService:
         self._refresh_ttl = settings.refresh_token_ttl
         # argon2id with the library's (OWASP-aligned) defaults.
         self._hasher = PasswordHasher()
+        self._hash_pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="argon2")
+        # Verified for an unknown email, so that answer takes as long as a wrong password.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     @property
     def tokens(self) -> TokenIssuer:
@@ -72,7 +84,7 @@ class AuthService:
         user = User(
             id=str(uuid.uuid4()),
             email=email,
-            password_hash=self._hasher.hash(password),
+            password_hash=await self._in_pool(self._hasher.hash, password),
             first_name=first_name.strip(),
             last_name=last_name.strip(),
             created_at=now,
@@ -84,7 +96,9 @@ class AuthService:
 
     async def login(self, email: str, password: str) -> Session:
         user = await self._repository.user_by_email(email.strip().lower())
-        if user is None or not self._password_matches(user, password):
+        stored = user.password_hash if user is not None else self._dummy_hash
+        matches = await self._in_pool(self._password_matches, stored, password)
+        if user is None or not matches:
             raise Unauthenticated("wrong email or password")
         now = datetime.now(UTC)
         async with self._repository.transaction() as conn:
@@ -129,9 +143,15 @@ class AuthService:
             raise NotFound("user not found")
         return user
 
-    def _password_matches(self, user: User, password: str) -> bool:
+    def close(self) -> None:
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_pool(self, function: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._hash_pool, function, *args)
+
+    def _password_matches(self, password_hash: str, password: str) -> bool:
         try:
-            return self._hasher.verify(user.password_hash, password)
+            return self._hasher.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,8 +27,10 @@ class TokenIssuer:
         self._audience = settings.audience
         self._issuer = settings.issuer
         self.ttl: timedelta = settings.access_token_ttl
-        # The key id names the key without revealing it, so keys can be rotated later.
-        self.kid = hashlib.sha256(self._key.encode()).hexdigest()[:16]
+        self._max_lifetime = int(settings.max_token_lifetime.total_seconds())
+        # A configured name, not derived from the secret: a hash of the key would let anyone
+        # holding a token check a guessed (or the public default) secret offline.
+        self.kid = settings.key_id
 
     def issue(self, user_id: str, email: str, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
@@ -47,8 +48,9 @@ class TokenIssuer:
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; `Unauthenticated` for anything else.
 
-        Only the configured algorithm is accepted (never `none`, never another family), and
-        `exp`, `aud` and `iss` must be present and right.
+        Only the configured algorithm is accepted (never `none`, never another family),
+        `exp`, `aud` and `iss` must be present and right, and `exp - iat` may not exceed
+        `auth.max_token_lifetime` (a leaked key cannot mint tokens that last for years).
         """
         try:
             header = jwt.get_unverified_header(token)
@@ -66,6 +68,9 @@ class TokenIssuer:
             raise Unauthenticated("token expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        lifetime = int(claims["exp"]) - int(claims["iat"])
+        if lifetime > self._max_lifetime:
+            raise Unauthenticated("token lives longer than the maximum token lifetime")
         return AccessClaims(
             user_id=str(claims["sub"]),
             email=str(claims.get("email", "")),

@@ -44,14 +44,19 @@ async def _embedded_gateway():  # type: ignore[no-untyped-def]
 
     from stox_gateway.api.app import create_app
     from stox_gateway.config.settings import load_settings
+    from stox_gateway.observability.logging import configure_logging
 
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
         settings = load_settings(
             database={"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
             server={"port": port},
+            # Any free port: another gateway may hold the configured one.
+            grpc={"port": 0, "host": "127.0.0.1"},
             logging={"level": "WARNING"},
         )
+        # Warnings and errors only, so the progress bar stays readable.
+        configure_logging(settings.logging, settings.server.environment)
         config = uvicorn.Config(create_app(settings), port=port, log_config=None, lifespan="on")
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

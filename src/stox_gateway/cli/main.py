@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from stox_gateway import __version__
+from stox_gateway.config.errors import config_error_lines, mask_url_passwords
 from stox_gateway.config.safety import InsecureSettings, enforce
 from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
 from stox_gateway.engine.definitions import STEP_TYPES
@@ -49,10 +52,11 @@ def load_cli_settings(config: Path | None, *, enforce_production: bool = True) -
         if enforce_production:
             enforce(settings)  # refuse insecure production settings before anything starts
     except (ConfigFileNotFound, InsecureSettings) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {mask_url_passwords(str(exc))}", err=True)
         raise typer.Exit(2) from exc
-    except ValidationError as exc:
-        typer.echo(f"error: invalid configuration:\n{exc}", err=True)
+    except (ValidationError, SettingsError, yaml.YAMLError, ValueError) as exc:
+        for line in config_error_lines(exc):
+            typer.echo(f"error: invalid configuration: {line}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.logging, settings.server.environment)
     return settings
@@ -77,10 +81,24 @@ def serve(
     )
     settings = settings.model_copy(update={"server": server})
     from stox_gateway.api.server import uvicorn_options
+    from stox_gateway.cli.ports import taken_ports
 
+    taken = taken_ports(
+        [
+            (settings.server.host, settings.server.port, "STOX_SERVER__PORT (or --port)"),
+            (settings.grpc.host, settings.grpc.port, "STOX_GRPC__PORT"),
+        ]
+    )
+    if taken:
+        for line in taken:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(2)
     options = uvicorn_options(settings)
     if reload:
         # Reload needs an import string; the factory reads the same config from the environment.
+        # The reloader starts a child process, which cannot be handed a protocol class made
+        # here: it serves with uvicorn's own (no header deadline, fine in development).
+        options.pop("http")
         uvicorn.run("stox_gateway.cli.asgi:create", factory=True, reload=True, **options)
         return
     from stox_gateway.api.app import create_app

@@ -9,15 +9,26 @@ class InsecureSettings(ValueError):
     """The settings are not safe for production; the message says what to change."""
 
 
+MIN_SECRET_BYTES = 32
+
+
+def secret_problem(settings: Settings) -> str | None:
+    """Why the JWT secret cannot sign tokens anyone relies on (None: it can)."""
+    secret = settings.auth.jwt_secret.get_secret_value()
+    if secret == DEV_JWT_SECRET or len(secret.encode()) < MIN_SECRET_BYTES:
+        return (
+            f"auth.jwt_secret is the public default or shorter than {MIN_SECRET_BYTES} bytes: "
+            "set STOX_AUTH__JWT_SECRET to a long random value (e.g. `openssl rand -hex 32`)"
+        )
+    return None
+
+
 def production_problems(settings: Settings) -> list[str]:
     """What must change before this configuration may run in production (empty: nothing)."""
     problems: list[str] = []
-    secret = settings.auth.jwt_secret.get_secret_value()
-    if secret == DEV_JWT_SECRET or len(secret) < 32:
-        problems.append(
-            "auth.jwt_secret is the default or shorter than 32 characters: set "
-            "STOX_AUTH__JWT_SECRET to a long random value (e.g. `openssl rand -hex 32`)"
-        )
+    weak_secret = secret_problem(settings)
+    if weak_secret:
+        problems.append(weak_secret)
     if (
         settings.auth.service_token is None
         or len(settings.auth.service_token.get_secret_value()) < 16
@@ -47,6 +58,16 @@ def enforce(settings: Settings) -> Settings:
         raise InsecureSettings(
             "auth.required is on but auth.service_token is unset: services could report steps "
             "without credentials. Set STOX_AUTH__SERVICE_TOKEN."
+        )
+    if settings.auth.required:
+        # Anyone can read the default secret in the source: with it, tokens can be forged.
+        weak_secret = secret_problem(settings)
+        if weak_secret:
+            raise InsecureSettings(f"auth.required is on but {weak_secret}")
+    if settings.auth.access_token_ttl > settings.auth.max_token_lifetime:
+        raise InsecureSettings(
+            "auth.access_token_ttl is longer than auth.max_token_lifetime: the gateway would "
+            "refuse its own tokens; shorten STOX_AUTH__ACCESS_TOKEN_TTL"
         )
     if not settings.is_production:
         return settings

@@ -9,13 +9,17 @@ DESIGN §2: in-memory bus, SQLite, reference services in process.
 from __future__ import annotations
 
 import os
+import typing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -39,6 +43,16 @@ class ServerSettings(BaseModel):
         default=0, ge=0, description="requests per second per client; 0 = off"
     )
     rate_limit_burst: int = Field(default=100, ge=1)
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="a request's headers must be in by then"
+    )
+    idle_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="an idle keep-alive connection is closed"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses whose X-Forwarded-For is believed (e.g. the load balancer's)",
+    )
 
 
 class RabbitMQSettings(BaseModel):
@@ -55,6 +69,19 @@ class RabbitMQSettings(BaseModel):
     queue_prefix: str = Field(
         default="stox", description="prefix of every queue name the gateway declares"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _an_amqp_url(cls, url: SecretStr) -> SecretStr:
+        # The message never repeats the URL: it carries the broker's password.
+        try:
+            parts = urlsplit(url.get_secret_value())
+            ok = parts.scheme in ("amqp", "amqps") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an AMQP URL such as amqp://user:password@host:5672/")
+        return url
 
 
 class DatabaseSettings(BaseModel):
@@ -116,6 +143,9 @@ class WebSocketSettings(BaseModel):
     client_queue_size: int = Field(default=256, ge=1)
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
     allowed_origins: list[str] = Field(default_factory=list)
+    max_per_client: int = Field(
+        default=100, ge=1, description="open WebSockets per client address (then 429)"
+    )
     per_message_deflate: bool = Field(
         default=False,
         description=(
@@ -127,6 +157,24 @@ class WebSocketSettings(BaseModel):
 
 class MediaSettings(BaseModel):
     root: Path = Path("media")
+    allow_private_urls: bool = Field(
+        default=False,
+        description=(
+            "let image URLs reach loopback, private, link-local and other non-public "
+            "addresses (off: such URLs are refused, also through redirects)"
+        ),
+    )
+    max_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="images with more pixels are refused from their header, before decoding",
+    )
+    max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="the largest image POST /api/v1/media takes"
+    )
+    download_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="total deadline of one image download"
+    )
 
 
 class LoggingSettings(BaseModel):
@@ -152,7 +200,23 @@ class AuthSettings(BaseModel):
     audience: str = "stox-gateway"
     issuer: str = "stox-auth"
     access_token_ttl: Duration = timedelta(minutes=15)
+    max_token_lifetime: Duration = Field(
+        default=timedelta(hours=1),
+        description="a token whose exp - iat is longer is refused, whoever signed it",
+    )
+    key_id: str = Field(
+        default="stox-1",
+        min_length=1,
+        max_length=64,
+        description="the `kid` of issued tokens; change it when the secret is rotated",
+    )
     refresh_token_ttl: Duration = timedelta(days=30)
+    login_attempts_per_account: int = Field(
+        default=10, ge=1, description="login attempts per minute for one email (then 429)"
+    )
+    login_attempts_per_address: int = Field(
+        default=60, ge=1, description="login and register attempts per minute per client address"
+    )
     service_token: SecretStr | None = None  # services report completions with it
     request_timeout: Duration = timedelta(seconds=5)  # deadline of each AuthService call
 
@@ -198,7 +262,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         config_file = _config_file_in_use.get("path")
         if config_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
@@ -207,6 +271,20 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.server.environment == "production"
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, where a list may also be written comma-separated:
+    `STOX_WEBSOCKET__ALLOWED_ORIGINS=https://a.example,https://b.example` as well as JSON."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            annotation = field.annotation if field is not None else None
+            if isinstance(value, str) and typing.get_origin(annotation) in (list, tuple, set):
+                return [item.strip() for item in value.split(",") if item.strip()]
+            raise
 
 
 # The YAML path reaches `settings_customise_sources` (a classmethod pydantic calls) through this

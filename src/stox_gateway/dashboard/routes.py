@@ -38,7 +38,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 MEDIA_UPLOAD_PATH = "/api/v1/media"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-"""The largest image `POST /api/v1/media` accepts."""
+"""The largest image `POST /api/v1/media` accepts by default (`media.max_upload_bytes`)."""
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
 """The largest request body of an upload: the image plus the multipart framing around it."""
@@ -147,9 +147,11 @@ async def upload_media(request: Request) -> JsonResponse:
 
     The name is fresh (a random part plus the upload's own name, tidied), and is what an upload
     lists in `images`. Anything Pillow does not decode as JPEG, PNG, GIF, WebP or BMP is `415`;
-    a file that claims to be one of those but is broken is `422`; over 10 MB is `413`.
+    a file that claims to be one of those but is broken is `422`; over `media.max_upload_bytes`
+    (10 MB) is `413`, more than `media.max_pixels` pixels `422`.
     """
     runtime = get_runtime(request)
+    media = runtime.settings.media
     runtime.guard.caller(bearer(request.headers.get("authorization")))  # 401 before any body
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "multipart/form-data":
@@ -158,7 +160,7 @@ async def upload_media(request: Request) -> JsonResponse:
             "unsupported_media_type",
             "send the image as multipart/form-data with the field 'file'",
         )
-    form = await _read_form(request)
+    form = await _read_form(request, media.max_upload_bytes)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -175,15 +177,15 @@ async def upload_media(request: Request) -> JsonResponse:
                     }
                 ],
             )
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise _too_large()
+        data = await upload.read(media.max_upload_bytes + 1)
+        if len(data) > media.max_upload_bytes:
+            raise _too_large(media.max_upload_bytes)
         if not data:
             raise ApiError(422, "invalid_image", "the file is empty")
         original = upload.filename or "image"
     finally:
         await form.close()
-    image_format, width, height = await asyncio.to_thread(_inspect, data)
+    image_format, width, height = await asyncio.to_thread(_inspect, data, media.max_pixels)
     name = _fresh_name(original, IMAGE_FORMATS[image_format])
     await asyncio.to_thread(_save, media_root(request), name, data)
     return JsonResponse(
@@ -200,7 +202,7 @@ async def upload_media(request: Request) -> JsonResponse:
     )
 
 
-async def _read_form(request: Request) -> Any:
+async def _read_form(request: Request, max_bytes: int) -> Any:
     """Parse the multipart body, counting it as it arrives: past the limit the rest is read and
     dropped (so the client gets our 413, not a reset connection) and the upload refused."""
 
@@ -209,7 +211,7 @@ async def _read_form(request: Request) -> Any:
         over = False
         async for chunk in request.stream():
             received += len(chunk)
-            if received > MAX_UPLOAD_BODY:
+            if received > max_bytes + MULTIPART_OVERHEAD:
                 over = True
                 if received > _DRAIN_LIMIT:
                     break
@@ -224,20 +226,24 @@ async def _read_form(request: Request) -> Any:
     try:
         return await parser.parse()
     except _TooLarge:
-        raise _too_large() from None
+        raise _too_large(max_bytes) from None
     except MultiPartException as exc:
         raise ApiError(
             400, "invalid_multipart", f"the multipart body is invalid: {exc.message}"
         ) from None
 
 
-def _too_large() -> ApiError:
+def _too_large(max_bytes: int) -> ApiError:
     return ApiError(
-        413, "payload_too_large", f"the image is larger than the limit of {MAX_UPLOAD_BYTES} bytes"
+        413, "payload_too_large", f"the image is larger than the limit of {max_bytes} bytes"
     )
 
 
-def _inspect(data: bytes) -> tuple[str, int, int]:
+class _TooManyPixels(Exception):
+    pass
+
+
+def _inspect(data: bytes, max_pixels: int) -> tuple[str, int, int]:
     """(format, width, height) of an image Pillow decodes completely; else 415 or 422."""
     try:
         with warnings.catch_warnings():
@@ -245,6 +251,9 @@ def _inspect(data: bytes) -> tuple[str, int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as probe:
                 image_format = str(probe.format)
+                # From the header, before a pixel is decoded.
+                if probe.width * probe.height > max_pixels:
+                    raise _TooManyPixels
                 probe.verify()
             with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as image:
                 image.load()  # decodes every pixel: catches truncated data verify() lets by
@@ -255,7 +264,7 @@ def _inspect(data: bytes) -> tuple[str, int, int]:
             "unsupported_media_type",
             "the file is not an image of a supported type (JPEG, PNG, GIF, WebP, BMP)",
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (_TooManyPixels, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ApiError(422, "invalid_image", "the image has too many pixels") from None
     except Exception as exc:  # Pillow raises many types for a broken file
         raise ApiError(422, "invalid_image", f"the image cannot be decoded: {exc}") from None

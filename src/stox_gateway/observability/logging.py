@@ -7,14 +7,25 @@ handling one workflow carries them without being passed around.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Literal
 
 import structlog
 
+from stox_gateway.config.errors import mask_url_passwords
 from stox_gateway.config.settings import LoggingSettings
 
 _SECRET_KEYS = frozenset({"password", "token", "access_token", "refresh_token", "secret", "url"})
+# A token in a query string (`/ws?token=eyJ…`, an OAuth-style `access_token=`) or a bearer
+# header quoted in a message: the value up to the next separator is replaced.
+_TOKEN_IN_TEXT = re.compile(r"(?i)(\b\w*token(?:=|%3D)|\bbearer\s+)[^\s&\"'<>;,]+")
+
+
+def redact(text: str) -> str:
+    """`text` with every token in a query string, bearer credential or URL password (aio-pika
+    logs its broker URL when a reconnect fails) replaced by `***`."""
+    return mask_url_passwords(_TOKEN_IN_TEXT.sub(r"\1***", text))
 
 
 def _mask_secrets(
@@ -24,6 +35,11 @@ def _mask_secrets(
         if key == "url" and "@" not in str(event[key]):
             continue
         event[key] = "***"
+    # Every other string value, the message included (uvicorn's lines arrive as one
+    # preformatted string such as `"WebSocket /ws?token=…" [accepted]`).
+    for key, value in event.items():
+        if isinstance(value, str) and key not in _SECRET_KEYS:
+            event[key] = redact(value)
     return event
 
 

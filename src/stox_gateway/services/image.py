@@ -1,9 +1,12 @@
 """The reference image service: check every product image and write a JPEG thumbnail of it.
 
 An image reference is either a bare file name in the media folder (`image1.jpg`) or an
-`http(s)` URL. Bad input (a path, a missing file, something that is not an image, a download
-that is too large or answers 4xx) fails the step for good with `NonRetryable`; trouble that may
-pass (connection errors, timeouts, 5xx, a full disk) raises `Retry`.
+`http(s)` URL. A URL must lead, through every redirect, to a public address (`url_guard`),
+unless `allow_private_urls`; each download has a total deadline; an image with more pixels than
+`max_pixels` is refused from its header, before anything is decoded. Bad input (a path, a
+missing file, something that is not an image, a download that is too large, not allowed or
+answers 4xx) fails the step for good with `NonRetryable`; trouble that may pass (connection
+errors, timeouts, 5xx, a full disk) raises `Retry`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from PIL import Image, ImageOps
 
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.errors import NonRetryable, Retry
+from stox_gateway.services.url_guard import UrlNotAllowed, guarded_get
 
 _URL_SCHEMES = ("http://", "https://")
 # Status codes that say "not now" rather than "never": worth another attempt.
@@ -53,11 +57,17 @@ class ImageProcessor:
         thumbnail_size: tuple[int, int] = (256, 256),
         http_timeout: float = 10.0,
         max_download_bytes: int = 10 * 1024 * 1024,
+        *,
+        download_deadline: float = 30.0,
+        max_pixels: int = 40_000_000,
+        allow_private_urls: bool = False,
     ) -> None:
         if thumbnail_size[0] <= 0 or thumbnail_size[1] <= 0:
             raise ValueError(f"thumbnail_size must be positive, got {thumbnail_size}")
         if max_download_bytes <= 0:
             raise ValueError("max_download_bytes must be positive")
+        if download_deadline <= 0 or max_pixels <= 0:
+            raise ValueError("download_deadline and max_pixels must be positive")
         self.media_root = Path(media_root)
         self.thumbnail_dir = (
             Path(thumbnail_dir) if thumbnail_dir is not None else self.media_root / "thumbnails"
@@ -65,6 +75,9 @@ class ImageProcessor:
         self.thumbnail_size = thumbnail_size
         self.http_timeout = http_timeout
         self.max_download_bytes = max_download_bytes
+        self.download_deadline = download_deadline
+        self.max_pixels = max_pixels
+        self.allow_private_urls = allow_private_urls
 
     async def __call__(self, ctx: StepContext) -> dict[str, Any]:
         """Process every image of `ctx.product` and return their metadata and thumbnails."""
@@ -77,7 +90,9 @@ class ImageProcessor:
                     if client is None:
                         # One client per step, made only when needed: its connection pool is
                         # shared by the step's downloads and closed when the step ends.
-                        client = httpx.AsyncClient(timeout=self.http_timeout, follow_redirects=True)
+                        # Redirects are followed by `guarded_get`, which checks every hop;
+                        # no proxy from the environment, which would connect elsewhere.
+                        client = httpx.AsyncClient(timeout=self.http_timeout, trust_env=False)
                     source = _Source(ref, data=await self._download(client, ref))
                 else:
                     source = _Source(ref, path=self._local_path(ref))
@@ -108,10 +123,23 @@ class ImageProcessor:
         return self.media_root / ref
 
     async def _download(self, client: httpx.AsyncClient, url: str) -> bytes:
-        """The body at `url`, streamed so that an oversized answer is never held whole."""
+        """The body at `url`, streamed so that an oversized answer is never held whole.
+
+        Error texts name the URL and what went wrong on our side, never what the far side
+        said: they are shown to whoever uploaded the URL.
+        """
+        try:
+            async with asyncio.timeout(self.download_deadline):
+                return await self._download_body(client, url)
+        except TimeoutError as exc:
+            raise Retry(
+                f"image {url!r} was not downloaded within {self.download_deadline:g}s"
+            ) from exc
+
+    async def _download_body(self, client: httpx.AsyncClient, url: str) -> bytes:
         limit = self.max_download_bytes
         try:
-            async with client.stream("GET", url) as response:
+            async with guarded_get(client, url, allow_private=self.allow_private_urls) as response:
                 _check_status(url, response.status_code)
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -127,17 +155,20 @@ class ImageProcessor:
                             f"image {url!r} is larger than the {limit} bytes allowed"
                         )
                 return bytes(body)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.TooManyRedirects) as exc:
-            raise NonRetryable(f"image {url!r} cannot be downloaded: {exc}") from exc
+        except UrlNotAllowed as exc:
+            raise NonRetryable(f"image {url!r} is not allowed: {exc}") from exc
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise NonRetryable(f"image {url!r} is not a valid URL") from exc
         except httpx.TimeoutException as exc:
             raise Retry(f"image {url!r} timed out after {self.http_timeout}s") from exc
         except httpx.HTTPError as exc:
-            # Connection refused or reset, DNS failure, broken protocol: may well pass.
-            raise Retry(f"image {url!r} could not be downloaded: {exc!r}") from exc
+            # Connection refused or reset, broken protocol: may well pass. The exception's
+            # own text is not passed on (it would tell a closed port from an open one).
+            raise Retry(f"image {url!r} could not be downloaded") from exc
 
     def _process(self, source: _Source, target: Path) -> dict[str, Any]:
         """Decode, verify and thumbnail one image (runs in a worker thread)."""
-        with _open_verified(source) as image:
+        with _open_verified(source, self.max_pixels) as image:
             info: dict[str, Any] = {
                 "source": source.ref,
                 "width": image.width,
@@ -196,18 +227,29 @@ def _size_of(source: _Source) -> int:
     return source.path.stat().st_size
 
 
-def _open_verified(source: _Source) -> Image.Image:
-    """The decoded image; a missing file or anything that is not an image is `NonRetryable`."""
+def _open_verified(source: _Source, max_pixels: int) -> Image.Image:
+    """The decoded image; a missing file, anything that is not an image, or an image with more
+    than `max_pixels` pixels (a decompression bomb: a small file, gigabytes decoded) is
+    `NonRetryable`."""
     if source.path is not None and not source.path.is_file():
         raise NonRetryable(f"image {source.ref!r} was not found in the media folder")
     try:
+        # open() reads only the header, so the size is known before any pixel is decoded.
         # verify() checks the file's structure without decoding it, and leaves the image
         # unusable, hence the second open; load() then decodes every pixel, which catches
         # truncated data that verify() lets through.
         with Image.open(_stream(source)) as probe:
+            pixels = probe.width * probe.height
+            if pixels > max_pixels:
+                raise NonRetryable(
+                    f"image {source.ref!r} has {probe.width}x{probe.height} pixels, "
+                    f"more than the {max_pixels} allowed"
+                )
             probe.verify()
         image = Image.open(_stream(source))
         image.load()
+    except NonRetryable:
+        raise
     except FileNotFoundError as exc:  # removed between the check and the open
         raise NonRetryable(f"image {source.ref!r} was not found in the media folder") from exc
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, …)

@@ -13,7 +13,12 @@ from stox_gateway.services.seo import seo_generation
 
 def reference_handlers(settings: Settings) -> Mapping[str, StepHandler]:
     return {
-        "image_processing": ImageProcessor(settings.media.root),
+        "image_processing": ImageProcessor(
+            settings.media.root,
+            download_deadline=settings.media.download_timeout.total_seconds(),
+            max_pixels=settings.media.max_pixels,
+            allow_private_urls=settings.media.allow_private_urls,
+        ),
         "ai_enhancement": ai_enhancement,
         "seo_generation": seo_generation,
     }

@@ -60,7 +60,8 @@ def media(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def processor(media: Path) -> ImageProcessor:
-    return ImageProcessor(media, thumbnail_size=THUMB)
+    # The test server is on 127.0.0.1, which image URLs may reach only with this flag.
+    return ImageProcessor(media, thumbnail_size=THUMB, allow_private_urls=True)
 
 
 # --- a tiny HTTP server -------------------------------------------------------------------------
@@ -299,11 +300,11 @@ async def test_an_http_image_is_downloaded_and_thumbnailed(
 async def test_a_download_over_the_cap_is_refused(
     media: Path, http_base: str, path: str, reason: str
 ) -> None:
-    processor = ImageProcessor(media, max_download_bytes=len(BIG) // 2)
+    processor = ImageProcessor(media, max_download_bytes=len(BIG) // 2, allow_private_urls=True)
     with pytest.raises(NonRetryable, match=reason):
         await processor(step([http_base + path]))
     # At exactly the cap the same image is fine.
-    roomy = ImageProcessor(media, max_download_bytes=len(BIG))
+    roomy = ImageProcessor(media, max_download_bytes=len(BIG), allow_private_urls=True)
     assert (await roomy(step([http_base + path])))["count"] == 1
 
 

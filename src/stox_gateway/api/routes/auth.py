@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from stox_gateway.api.deps import get_runtime, require_json
 from stox_gateway.api.errors import ApiError
+from stox_gateway.api.login_throttle import LoginThrottle
 from stox_gateway.api.responses import JsonResponse
 from stox_gateway.auth.guard import bearer
 from stox_gateway.auth.service import MAX_PASSWORD, password_problems
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 415, 422, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 415, 422, 429, 503, 504)
 }
 
 
@@ -95,15 +96,26 @@ JSON_BODY = [Depends(require_json)]
     responses=_ERRORS,
     dependencies=JSON_BODY,
 )
-async def register(body: RegisterRequest, client: Client) -> JsonResponse:
+async def register(body: RegisterRequest, client: Client, request: Request) -> Response:
     """Create a user; answers with a first session (access and refresh token)."""
+    refused = _throttle(request).refuse(request, None)
+    if refused is not None:
+        return refused
     session = await client.register(body.email, body.password, body.first_name, body.last_name)
     return JsonResponse(session, status_code=201)
 
 
 @router.post("/login", response_model=SessionOut, responses=_ERRORS, dependencies=JSON_BODY)
-async def login(body: LoginRequest, client: Client) -> JsonResponse:
+async def login(body: LoginRequest, client: Client, request: Request) -> Response:
+    refused = _throttle(request).refuse(request, body.email)
+    if refused is not None:
+        return refused
     return JsonResponse(await client.login(body.email, body.password))
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle
 
 
 @router.post("/validate", response_model=ValidationOut, responses=_ERRORS)

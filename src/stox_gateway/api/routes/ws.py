@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from urllib.parse import urlsplit
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -20,6 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from stox_gateway.api.deps import caller, get_runtime
 from stox_gateway.api.errors import error_response
 from stox_gateway.auth.errors import Unauthenticated
+from stox_gateway.auth.guard import Caller
 from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.hub import Subscriber
 from stox_gateway.hub.feed import first_frames
@@ -42,14 +45,25 @@ async def deny(websocket: WebSocket, status: int, code: str, message: str) -> No
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str], development: bool) -> bool:
-    """Browsers send Origin; other clients may not. An allow list is enforced when set, and
-    outside development an empty list admits no browser origin at all."""
+    """Browsers send Origin; other clients may not. The gateway's own origin (the page it
+    serves, on the host the request was sent to) is always allowed; others must be in the
+    allow list, or any is in development when the list is empty."""
     origin = websocket.headers.get("origin")
     if origin is None:
+        return True
+    host = websocket.headers.get("host", "")
+    if host and _netloc(origin) == host.lower():
         return True
     if allowed:
         return origin in allowed
     return development
+
+
+def _netloc(origin: str) -> str:
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:  # a malformed Origin is nobody's own
+        return ""
 
 
 @router.websocket("/ws")
@@ -85,6 +99,24 @@ async def workflow_updates(websocket: WebSocket) -> None:
             await deny(websocket, 404, exc.code, str(exc))
             return
 
+    address = websocket.client.host if websocket.client else "unknown"
+    open_sockets: Counter[str] = websocket.app.state.websockets_per_client
+    if open_sockets[address] >= settings.websocket.max_per_client:
+        await deny(websocket, 429, "too_many_requests", "too many WebSockets from this client")
+        return
+    open_sockets[address] += 1
+    try:
+        await _serve(websocket, runtime, who, workflow_id, since)
+    finally:
+        open_sockets[address] -= 1
+        if open_sockets[address] <= 0:
+            del open_sockets[address]
+
+
+async def _serve(
+    websocket: WebSocket, runtime: Runtime, who: Caller, workflow_id: str | None, since: int | None
+) -> None:
+    settings = runtime.settings
     await websocket.accept()
     subscriber = Subscriber(
         workflow_id,
@@ -95,6 +127,8 @@ async def workflow_updates(websocket: WebSocket) -> None:
     try:
         await _send_first_frames(websocket, runtime, subscriber, since)
         await _pump(websocket, subscriber)
+    except WebSocketDisconnect:
+        pass  # the client left while its first frames were on their way
     finally:
         runtime.hub.unsubscribe(subscriber)
 
