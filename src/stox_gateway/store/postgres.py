@@ -3,7 +3,7 @@
 - A batch locks its workflows' rows (`SELECT … FOR UPDATE`, in id order, read with their
   steps in one statement) for the whole read–decide–write, so two completions of one
   workflow on two replicas are applied one after the other.
-- No pool pre-ping (see `_engine_options`).
+- No pool pre-ping on the hot path: only connections idle for a second are pinged.
 - Outbox claims lock and mark rows in one statement (`FOR UPDATE SKIP LOCKED`) until the
   relay's batch ends, so replicas relaying side by side never send one row twice; on
   connections of their own whose commits need not wait for the WAL flush (`_relay_options`).
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from stox_gateway import codec
@@ -33,6 +35,7 @@ from stox_gateway.store.planning import Writes
 T = TypeVar("T")
 
 MIGRATION_LOCK = 7411536  # replicas starting together migrate one after the other
+IDLE_BEFORE_PING = 1.0  # seconds a pooled connection may rest before it is pinged at checkout
 
 
 class PostgresStore(SqlStore):
@@ -41,10 +44,10 @@ class PostgresStore(SqlStore):
         self._relay_engine: AsyncEngine | None = None  # the outbox relay's connections
 
     def _engine_options(self) -> dict[str, Any]:
-        # No pre-ping: on asyncpg it is BEGIN, a statement and ROLLBACK at every checkout, 3 of
-        # the ~9 round trips of a step's commit. A connection found dead fails its operation
-        # (`Unavailable`, retried by the caller) and the pool drops every older connection.
-        options: dict[str, Any] = {"pool_size": self._pool_size}
+        # No pre-ping at every checkout (on asyncpg: BEGIN, a statement and ROLLBACK, 3 of the
+        # ~9 round trips of a step's commit), only of connections idle for a while
+        # (`_ping_when_idle`); last in, first out, so the hot path's stay busy.
+        options: dict[str, Any] = {"pool_size": self._pool_size, "pool_use_lifo": True}
         if self._schema:
             # A schema of its own (tests, several gateways on one database): every
             # unqualified name, the migrations' version table included, resolves there.
@@ -68,8 +71,11 @@ class PostgresStore(SqlStore):
             echo=self._echo,
             json_serializer=codec.dumps_str,
             json_deserializer=codec.loads,
+            pool_use_lifo=True,
             **self._relay_options(),
         )
+        _ping_when_idle(engine)
+        _ping_when_idle(self._relay_engine)
 
     async def _closed(self) -> None:
         if self._relay_engine is not None:
@@ -183,6 +189,26 @@ class PostgresStore(SqlStore):
                 else:
                     await transaction.rollback()
                 self._handoff.release(unmarked)
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only when it sat idle for `IDLE_BEFORE_PING`
+    seconds: one that died meanwhile (a server restart) is replaced before anyone uses it,
+    while the hot path's connections, back in the pool within milliseconds, go unpinged."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["stox_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("stox_idle_since")
+        if since is None or time.monotonic() - since < IDLE_BEFORE_PING:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # the pool replaces it and tries again
+            raise DisconnectionError(f"a pooled connection died while idle: {exc}") from exc
 
 
 async def _nothing_to_mark(ids: Sequence[int]) -> None:
