@@ -116,7 +116,7 @@ class Worker:
                 correlation_id=ctx.correlation_id,
                 attempt=ctx.attempt,
             ):
-                report = await self._handle_once(ctx)
+                report = await self._handle_once(ctx, envelope.timeout)
                 await self._report(report, ctx.correlation_id)
             self.handled += 1
         finally:
@@ -141,30 +141,43 @@ class Worker:
             log.warning("worker.report_deferred", step_type=self.step_type, error=exc.reason)
             raise
 
-    async def _handle_once(self, ctx: StepContext) -> StepCompletedRequest:
+    async def _handle_once(self, ctx: StepContext, timeout: float | None) -> StepCompletedRequest:
         """Run the handler, unless the journal shows this attempt was handled already."""
         if self._journal is None:
-            return await self._run(ctx)
+            return await self._run(ctx, timeout)
         earlier = await self._journal.recorded(ctx)
         if earlier is not None:
             log.info("worker.repeat_answered_from_journal", step_type=ctx.step_type)
             return StepCompletedRequest.model_validate(earlier)
-        report = await self._run(ctx)
+        report = await self._run(ctx, timeout)
         if not await self._journal.record(ctx, report.success, report.model_dump(mode="json")):
             earlier = await self._journal.recorded(ctx)  # another process won the race
             if earlier is not None:
                 return StepCompletedRequest.model_validate(earlier)
         return report
 
-    async def _run(self, ctx: StepContext) -> StepCompletedRequest:
+    async def _run(self, ctx: StepContext, timeout: float | None) -> StepCompletedRequest:
+        """The handler's outcome as a report. Past the attempt's `timeout` the handler is
+        cancelled and the attempt reported failed: a stuck handler must not hold a slot of
+        the worker for ever (the gateway has counted the attempt as failed by then anyway)."""
         base: dict[str, Any] = {
             "workflow_id": ctx.workflow_id,
             "step_id": ctx.step_id,
             "step_type": ctx.step_type,
             "attempt": ctx.attempt,
         }
+        deadline = asyncio.timeout(timeout)
         try:
-            result = await self._handler(ctx)
+            async with deadline:
+                result = await self._handler(ctx)
+        except TimeoutError as exc:
+            if not deadline.expired():  # the handler's own timeout: a crash like any other
+                log.exception("worker.step_crashed", step_type=ctx.step_type)
+                return StepCompletedRequest(**base, success=False, error=f"TimeoutError: {exc}")
+            log.warning("worker.step_deadline", step_type=ctx.step_type, timeout=timeout)
+            return StepCompletedRequest(
+                **base, success=False, error=f"attempt exceeded its deadline of {timeout:g}s"
+            )
         except StepError as exc:
             log.warning("worker.step_failed", step_type=ctx.step_type, error=str(exc))
             return StepCompletedRequest(
