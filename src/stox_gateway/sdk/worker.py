@@ -19,7 +19,7 @@ from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
-from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter
+from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter, ReportRefused
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +55,7 @@ class Worker:
         effects_log: Path | None = None,
         report_patience: float = 15.0,
         report_retry_after: float = 1.0,
+        refusals_before_giving_up: int = 3,
     ) -> None:
         self.step_type = step_type
         self._handler = handler
@@ -70,6 +71,11 @@ class Worker:
         self._report_patience, self._report_retry_after = report_patience, report_retry_after
         self._subscription: Subscription | None = None
         self.handled = 0
+        self.reports_refused = 0  # reports the gateway refused for their credentials
+        self.refusals_before_giving_up = refusals_before_giving_up
+        # Set when the first reports were all refused: this worker's token is wrong, and
+        # `run_worker` exits non-zero rather than burn through every step's attempts.
+        self.misconfigured = asyncio.Event()
 
     @property
     def queue(self) -> QueueSpec:
@@ -139,6 +145,12 @@ class Worker:
             )
         except Transient as exc:
             log.warning("worker.report_deferred", step_type=self.step_type, error=exc.reason)
+            raise
+        except ReportRefused as exc:
+            self.reports_refused += 1
+            log.error("worker.report_refused", step_type=self.step_type, error=str(exc))
+            if self.handled == 0 and self.reports_refused >= self.refusals_before_giving_up:
+                self.misconfigured.set()
             raise
 
     async def _handle_once(self, ctx: StepContext, timeout: float | None) -> StepCompletedRequest:
