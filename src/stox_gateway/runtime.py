@@ -27,6 +27,7 @@ from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.bus.update_signing import SigningBus, signed_correctly
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
@@ -111,9 +112,10 @@ class Runtime:
                 await bus.declare(step_queue(step_type, prefix))
 
             metrics = Metrics()
+            update_key = settings.rabbitmq.update_signing_key
             relay = OutboxRelay(
                 store,
-                bus,
+                SigningBus(bus, update_key.get_secret_value().encode()) if update_key else bus,
                 max_retries=settings.rabbitmq.max_retries,
                 retry_delay=settings.rabbitmq.retry_delay,
                 on_publish=metrics.bus_publish.observe,
@@ -256,6 +258,9 @@ class Runtime:
             self.workers.append(worker)
 
     async def _on_update(self, delivery: Delivery) -> None:
+        key = self.settings.rabbitmq.update_signing_key
+        if key and not signed_correctly(key.get_secret_value().encode(), delivery.message):
+            raise Reject("gateway.update without a valid signature")
         message = codec.loads(delivery.message.body)
         await self.hub.publish(message, owner=delivery.message.headers.get("x-owner"))
 

@@ -103,6 +103,7 @@ class StepEnvelope(BaseModel):
     step_id: str
     step_type: str
     attempt: int = 1
+    timeout: float | None = None  # seconds this attempt may take; None: no limit
     correlation_id: str | None = None
     timestamp: datetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)

@@ -314,6 +314,8 @@ def test_production_with_safe_settings_forces_auth_on(tmp_path: Path) -> None:
         tmp_path,
         server={"environment": "production"},
         event_bus="rabbitmq",
+        # A broker user of the gateways' own and signed updates (issue 14, item 8).
+        rabbitmq={"url": "amqp://stox:s3cret@mq:5672/", "update_signing_key": "k" * 40},
         database={"url": "postgresql+asyncpg://stox@db/stox"},
         auth={"jwt_secret": "x" * 40, "service_token": "y" * 20, "required": False},
     )

@@ -39,9 +39,9 @@ class _Queue:
 
 
 class _Consumer:
-    def __init__(self, bus: MemoryBus, queue: _Queue, handler: Handler) -> None:
+    def __init__(self, bus: MemoryBus, queue: _Queue, handler: Handler, concurrency: int) -> None:
         self._bus, self._queue, self._handler = bus, queue, handler
-        self._slots = asyncio.Semaphore(queue.spec.concurrency)
+        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task = asyncio.create_task(self._run(), name=f"memory-bus:{queue.spec.name}")
 
@@ -153,7 +153,9 @@ class MemoryBus:
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> _Consumer:
         q = self._declare(queue)
-        consumer = _Consumer(self, q, handler)
+        # The consumer's own concurrency, as on RabbitMQ: the queue may have been declared
+        # earlier by someone else (the gateway declares every step queue) with the default 1.
+        consumer = _Consumer(self, q, handler, queue.concurrency)
         q.consumers.append(consumer)
         return consumer
 

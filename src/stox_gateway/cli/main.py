@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -18,6 +18,8 @@ from stox_gateway.config.safety import InsecureSettings, enforce
 from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
 from stox_gateway.engine.definitions import STEP_TYPES
 from stox_gateway.observability.logging import configure_logging
+
+_R = TypeVar("_R")
 
 app = typer.Typer(
     name="stox-gateway",
@@ -128,19 +130,20 @@ def worker(
         raise typer.Exit(2)
     from stox_gateway.sdk.runner import run_worker
 
-    run_on_fast_loop(run_worker(settings, step, noop=noop))
+    status = run_on_fast_loop(run_worker(settings, step, noop=noop))
+    if status:
+        raise typer.Exit(status)
 
 
-def run_on_fast_loop(main: Coroutine[Any, Any, None]) -> None:
+def run_on_fast_loop(main: Coroutine[Any, Any, _R]) -> _R:
     """`asyncio.run` on uvloop where it is installed (uvicorn[standard] brings it on Linux and
     macOS; uvicorn runs the gateway on it too): a service spends its time in socket I/O."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-        return
+        return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+        return runner.run(main)
 
 
 @app.command("auth-service")

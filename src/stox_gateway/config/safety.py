@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from stox_gateway.config.settings import DEV_JWT_SECRET, Settings
 
 
@@ -47,9 +49,27 @@ def production_problems(settings: Settings) -> list[str]:
             "database.url is SQLite, which one process only can use: set a "
             "postgresql+asyncpg:// URL (STOX_DATABASE__URL)"
         )
+    if settings.event_bus == "rabbitmq":
+        if _guest_credentials(settings.rabbitmq.url.get_secret_value()):
+            problems.append(
+                "rabbitmq.url uses the broker's guest:guest account: create a user of the "
+                "gateways' own (STOX_RABBITMQ__URL)"
+            )
+        key = settings.rabbitmq.update_signing_key
+        if key is None or len(key.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            problems.append(
+                "rabbitmq.update_signing_key is unset or shorter than 32 bytes: anyone who may "
+                "publish to the exchange could forge updates (STOX_RABBITMQ__UPDATE_SIGNING_KEY)"
+            )
     if "*" in settings.server.cors_origins or "*" in settings.websocket.allowed_origins:
         problems.append("server.cors_origins / websocket.allowed_origins must not contain '*'")
     return problems
+
+
+def _guest_credentials(url: str) -> bool:
+    parts = urlsplit(url)
+    # No user in the URL means aio-pika's default, which is guest:guest as well.
+    return parts.username in (None, "guest") and parts.password in (None, "guest")
 
 
 def enforce(settings: Settings) -> Settings:

@@ -69,6 +69,10 @@ class RabbitMQSettings(BaseModel):
     queue_prefix: str = Field(
         default="stox", description="prefix of every queue name the gateway declares"
     )
+    update_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of gateway.update messages, the same on every replica",
+    )
 
     @field_validator("url")
     @classmethod

@@ -93,6 +93,8 @@ class _Builder:
             "step_id": step.id if step else None,
             "step_type": step.type if step else None,
             "attempt": step.attempts if step else None,
+            # The attempt's budget in seconds: a worker cancels its handler when it is spent.
+            "timeout": step.timeout_seconds if step else None,
             "correlation_id": wf.correlation_id,
             "timestamp": self.now,
             "data": data if data is not None else {"product": wf.product, "results": wf.results()},

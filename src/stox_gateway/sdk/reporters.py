@@ -32,6 +32,15 @@ class Reporter(Protocol):
     async def close(self) -> None: ...
 
 
+class ReportRefused(Exception):
+    """The gateway refused the worker's credentials (wrong or missing service token): no
+    report of this worker will be taken until its configuration is fixed."""
+
+
+class _HttpReportRefused(ReportRefused, httpx.HTTPStatusError):
+    """Still an `HTTPStatusError`, for callers that handle HTTP errors as such."""
+
+
 def make_reporter(settings: Settings, bus: Bus, *, grpc_target: str | None = None) -> Reporter:
     """The reporter `workers.report_via` names, with the service token when one is set."""
     token = settings.auth.service_token.get_secret_value() if settings.auth.service_token else None
@@ -109,6 +118,13 @@ class HttpReporter:
                         content=codec.dumps(completion.model_dump(mode="json")),
                         headers={"Content-Type": "application/json", **headers},
                     )
+                    if response.status_code in (401, 403):
+                        raise _HttpReportRefused(
+                            f"the gateway answered {response.status_code}: check "
+                            "auth.service_token (STOX_AUTH__SERVICE_TOKEN)",
+                            request=response.request,
+                            response=response,
+                        )
                     if response.status_code in (404, 409):
                         log.warning(
                             "worker.report_refused",
@@ -201,6 +217,14 @@ class GrpcReporter:
                 try:
                     await self._stub.CompleteStep(request, timeout=self._timeout, metadata=metadata)
                 except grpc.aio.AioRpcError as exc:
+                    if exc.code() in (
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        grpc.StatusCode.PERMISSION_DENIED,
+                    ):
+                        raise ReportRefused(
+                            f"the gateway answered {exc.code().name}: check "
+                            "auth.service_token (STOX_AUTH__SERVICE_TOKEN)"
+                        ) from exc
                     if exc.code() in (
                         grpc.StatusCode.NOT_FOUND,
                         grpc.StatusCode.FAILED_PRECONDITION,

@@ -36,7 +36,9 @@ def noop_handler_for(settings: Settings) -> StepHandler:
     return slow_noop
 
 
-async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) -> None:
+async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) -> int:
+    """Serve until SIGTERM (exit status 0), or until the first reports were all refused for
+    their credentials (status 3: the service token is wrong, nothing this worker does counts)."""
     handler: StepHandler
     if noop or settings.workers.noop:
         handler = noop_handler_for(settings)
@@ -62,9 +64,22 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    status = 0
     try:
         await worker.start()
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        refused = asyncio.create_task(worker.misconfigured.wait())
+        await asyncio.wait({stopped, refused}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopped, refused):
+            task.cancel()
+        if worker.misconfigured.is_set():
+            log.error(
+                "worker.giving_up",
+                step_type=step_type,
+                reason="every report was refused: set auth.service_token "
+                "(STOX_AUTH__SERVICE_TOKEN) to the gateway's",
+            )
+            status = 3
         log.info("worker.stopping", step_type=step_type)
         await worker.stop(grace=settings.server.shutdown_timeout.total_seconds())
     finally:
@@ -72,3 +87,4 @@ async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) 
         await bus.close()
         stop_tracing()
     log.info("worker.stopped", step_type=step_type, handled=worker.handled)
+    return status

@@ -19,7 +19,7 @@ from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
-from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter
+from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter, ReportRefused
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +55,7 @@ class Worker:
         effects_log: Path | None = None,
         report_patience: float = 15.0,
         report_retry_after: float = 1.0,
+        refusals_before_giving_up: int = 3,
     ) -> None:
         self.step_type = step_type
         self._handler = handler
@@ -70,6 +71,11 @@ class Worker:
         self._report_patience, self._report_retry_after = report_patience, report_retry_after
         self._subscription: Subscription | None = None
         self.handled = 0
+        self.reports_refused = 0  # reports the gateway refused for their credentials
+        self.refusals_before_giving_up = refusals_before_giving_up
+        # Set when the first reports were all refused: this worker's token is wrong, and
+        # `run_worker` exits non-zero rather than burn through every step's attempts.
+        self.misconfigured = asyncio.Event()
 
     @property
     def queue(self) -> QueueSpec:
@@ -116,7 +122,7 @@ class Worker:
                 correlation_id=ctx.correlation_id,
                 attempt=ctx.attempt,
             ):
-                report = await self._handle_once(ctx)
+                report = await self._handle_once(ctx, envelope.timeout)
                 await self._report(report, ctx.correlation_id)
             self.handled += 1
         finally:
@@ -140,31 +146,50 @@ class Worker:
         except Transient as exc:
             log.warning("worker.report_deferred", step_type=self.step_type, error=exc.reason)
             raise
+        except ReportRefused as exc:
+            self.reports_refused += 1
+            log.error("worker.report_refused", step_type=self.step_type, error=str(exc))
+            if self.handled == 0 and self.reports_refused >= self.refusals_before_giving_up:
+                self.misconfigured.set()
+            raise
 
-    async def _handle_once(self, ctx: StepContext) -> StepCompletedRequest:
+    async def _handle_once(self, ctx: StepContext, timeout: float | None) -> StepCompletedRequest:
         """Run the handler, unless the journal shows this attempt was handled already."""
         if self._journal is None:
-            return await self._run(ctx)
+            return await self._run(ctx, timeout)
         earlier = await self._journal.recorded(ctx)
         if earlier is not None:
             log.info("worker.repeat_answered_from_journal", step_type=ctx.step_type)
             return StepCompletedRequest.model_validate(earlier)
-        report = await self._run(ctx)
+        report = await self._run(ctx, timeout)
         if not await self._journal.record(ctx, report.success, report.model_dump(mode="json")):
             earlier = await self._journal.recorded(ctx)  # another process won the race
             if earlier is not None:
                 return StepCompletedRequest.model_validate(earlier)
         return report
 
-    async def _run(self, ctx: StepContext) -> StepCompletedRequest:
+    async def _run(self, ctx: StepContext, timeout: float | None) -> StepCompletedRequest:
+        """The handler's outcome as a report. Past the attempt's `timeout` the handler is
+        cancelled and the attempt reported failed: a stuck handler must not hold a slot of
+        the worker for ever (the gateway has counted the attempt as failed by then anyway)."""
         base: dict[str, Any] = {
             "workflow_id": ctx.workflow_id,
             "step_id": ctx.step_id,
             "step_type": ctx.step_type,
             "attempt": ctx.attempt,
         }
+        deadline = asyncio.timeout(timeout)
         try:
-            result = await self._handler(ctx)
+            async with deadline:
+                result = await self._handler(ctx)
+        except TimeoutError as exc:
+            if not deadline.expired():  # the handler's own timeout: a crash like any other
+                log.exception("worker.step_crashed", step_type=ctx.step_type)
+                return StepCompletedRequest(**base, success=False, error=f"TimeoutError: {exc}")
+            log.warning("worker.step_deadline", step_type=ctx.step_type, timeout=timeout)
+            return StepCompletedRequest(
+                **base, success=False, error=f"attempt exceeded its deadline of {timeout:g}s"
+            )
         except StepError as exc:
             log.warning("worker.step_failed", step_type=ctx.step_type, error=str(exc))
             return StepCompletedRequest(
