@@ -22,6 +22,7 @@ from stox_gateway.schemas import StepCompletedRequest
 from stox_gateway.text import control_character, control_in_json
 
 MAX_SEQ = 2**63 - 1  # the store's seq is a signed 64-bit integer
+BAD_PARAMETER = "invalid_parameter"
 
 
 def completion_from_request(request: StepCompletedRequest) -> Completion:
@@ -96,7 +97,8 @@ class Gateway:
         """Follow one workflow (or, with None, every one the caller may see), subscribed
         before the state is read so nothing committed in between is lost."""
         if since is not None and not 0 <= since <= MAX_SEQ:
-            raise InvalidInput(f"since must be a whole number from 0 to {MAX_SEQ}")
+            message = f"since must be a whole number from 0 to {MAX_SEQ}"
+            raise InvalidInput(message, code=BAD_PARAMETER)
         if workflow_id is not None:
             await self.see(caller, workflow_id)
         subscriber = Subscriber(
@@ -111,18 +113,18 @@ class Gateway:
 
 def _check_id(workflow_id: str) -> None:
     if control_character(workflow_id):
-        raise InvalidInput("workflow_id: control characters are not allowed")
+        raise InvalidInput("workflow_id: control characters are refused", code=BAD_PARAMETER)
 
 
 def _check_completion(completion: Completion) -> None:
     for name in ("workflow_id", "step_id", "step_type"):
         found = control_character(getattr(completion, name))
         if found:
-            raise Unprocessable(f"{name}: control characters are not allowed (found {found})")
+            raise Unprocessable(f"{name}: control characters are refused ({found})")
     if completion.error is not None:
         found = control_character(completion.error, multiline=True)
         if found:
-            raise Unprocessable(f"error: control characters are not allowed (found {found})")
+            raise Unprocessable(f"error: control characters are refused ({found})")
     found = control_in_json(completion.result)
     if found:
-        raise Unprocessable(f"result: control characters are not allowed (found {found})")
+        raise Unprocessable(f"result: control characters are refused ({found})")

@@ -76,7 +76,11 @@ def stox_error_response(exc: StoxError, correlation_id: str = "") -> JsonRespons
     return error_response(status, exc.code, str(exc), details, headers=headers)
 
 
-def internal_response(exc: BaseException, correlation_id: str) -> JsonResponse:
+def internal_response(
+    exc: BaseException, correlation_id: str, *, with_header: bool = False
+) -> JsonResponse:
+    """The generic 500. `with_header`: the answer is sent from outside the correlation id
+    middleware (an exception that reached the outermost handler), so it sets the header."""
     log.error("http.unhandled_error", correlation_id=correlation_id, exc_info=exc)
     body = {
         "error": {
@@ -86,8 +90,7 @@ def internal_response(exc: BaseException, correlation_id: str) -> JsonResponse:
             "correlation_id": correlation_id,
         }
     }
-    # Set here: this answer may be sent from outside the correlation id middleware.
-    headers = {"X-Correlation-ID": correlation_id} if correlation_id else None
+    headers = {"X-Correlation-ID": correlation_id} if with_header and correlation_id else None
     return JsonResponse(body, status_code=500, headers=headers)
 
 
@@ -131,4 +134,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JsonResponse:
-        return internal_response(exc, _correlation_id(request))
+        return internal_response(exc, _correlation_id(request), with_header=True)

@@ -8,10 +8,11 @@ reaches a client.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -73,13 +74,15 @@ def _unary(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
     return call
 
 
-def _stream(behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _stream(behaviour: Callable[..., AsyncGenerator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         correlation = correlation_id(context)
         with structlog.contextvars.bound_contextvars(correlation_id=correlation):
             try:
-                async for item in behaviour(request, context):
-                    yield item
+                # Closed here, not when collected: its `finally` (an unsubscribe) runs now.
+                async with contextlib.aclosing(behaviour(request, context)) as stream:
+                    async for item in stream:
+                        yield item
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from stox_gateway.api.deps import caller, get_runtime
 from stox_gateway.api.errors import error_response, internal_response
 from stox_gateway.errors import InvalidInput, StoxError, answer_for, is_internal
-from stox_gateway.facade import MAX_SEQ, Watch
+from stox_gateway.facade import BAD_PARAMETER, MAX_SEQ, Watch
 from stox_gateway.hub.hub import CLOSE_TOO_SLOW
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,6 @@ router = APIRouter()
 
 CLOSE_GOING_AWAY = 1001
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_BAD_PARAM = "invalid_parameter"
 
 
 async def deny(
@@ -49,7 +48,7 @@ async def deny_error(websocket: WebSocket, exc: StoxError) -> None:
     """Refuse with one of our errors, as the one table says (the generic answer if unexpected)."""
     if is_internal(exc):
         correlation_id = str(websocket.scope.get("state", {}).get("correlation_id", ""))
-        response = internal_response(exc, correlation_id)
+        response = internal_response(exc, correlation_id, with_header=True)
         if "websocket.http.response" in websocket.scope.get("extensions", {}):
             await websocket.send_denial_response(response)
         else:
@@ -100,7 +99,7 @@ def _since(text: str | None) -> int | None:
     if text is None:
         return None
     if not _DIGITS.fullmatch(text) or int(text) > MAX_SEQ:
-        raise InvalidInput(f"since must be a whole number from 0 to {MAX_SEQ}", code=_BAD_PARAM)
+        raise InvalidInput(f"since must be a whole number from 0 to {MAX_SEQ}", code=BAD_PARAMETER)
     return int(text)
 
 
