@@ -17,50 +17,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from opentelemetry.trace import SpanKind
-from pydantic import ValidationError
 
 from stox_gateway import codec
-from stox_gateway.auth.errors import Unauthenticated
 from stox_gateway.auth.guard import Guard
+from stox_gateway.bus.completion_consumer import CompletionConsumer
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
-from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
 from stox_gateway.bus.update_signing import SigningBus, signed_correctly
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
-from stox_gateway.engine.errors import CompletionRejected, Unavailable, WorkflowNotFound
 from stox_gateway.engine.machine import Transition
-from stox_gateway.engine.models import Completion
 from stox_gateway.engine.service import ExponentialBackoff, WorkflowEngine
 from stox_gateway.engine.sweeper import DeadlineSweeper
+from stox_gateway.facade import Gateway
 from stox_gateway.grpc.auth_client import AuthClient
 from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
 from stox_gateway.observability.metrics import Metrics
-from stox_gateway.observability.tracing import setup_tracing, span
-from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
+from stox_gateway.observability.tracing import setup_tracing
+from stox_gateway.routing import GATEWAY_UPDATE, STEP_COMPLETED, completion_queue, update_queue
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
 from stox_gateway.store.sql import SqlStore
-from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
 
 log = structlog.get_logger(__name__)
-
-
-def completion_from_request(request: StepCompletedRequest) -> Completion:
-    return Completion(
-        workflow_id=request.workflow_id,
-        step_id=request.step_id,
-        step_type=request.step_type,
-        success=request.success,
-        result=request.result,
-        error=request.error,
-        attempt=request.attempt,
-        retryable=request.retryable,
-    )
 
 
 @dataclass(slots=True)
@@ -75,13 +57,28 @@ class Runtime:
     replica_id: str
     guard: Guard
     metrics: Metrics
+    gateway: Gateway
+    completions: CompletionConsumer
     auth_client: AuthClient | None = None
     grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
-    # An AMQP completion waits this long (with backoff) for the database before it is handed
-    # back to its queue, uncounted, to be tried again `completion_retry_after` seconds later.
-    completion_patience: float = 15.0
-    completion_retry_after: float = 1.0
+
+    # How long an AMQP completion waits for the database (see `CompletionConsumer`).
+    @property
+    def completion_patience(self) -> float:
+        return self.completions.patience
+
+    @completion_patience.setter
+    def completion_patience(self, seconds: float) -> None:
+        self.completions.patience = seconds
+
+    @property
+    def completion_retry_after(self) -> float:
+        return self.completions.retry_after
+
+    @completion_retry_after.setter
+    def completion_retry_after(self, seconds: float) -> None:
+        self.completions.retry_after = seconds
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -146,6 +143,8 @@ class Runtime:
             sweeper = DeadlineSweeper(
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
+            guard = Guard(settings.auth)
+            gateway = Gateway(engine, guard, hub, queue_size=settings.websocket.client_queue_size)
             runtime = cls(
                 settings,
                 store,
@@ -155,8 +154,10 @@ class Runtime:
                 relay,
                 sweeper,
                 replica_id,
-                Guard(settings.auth),
+                guard,
                 metrics,
+                gateway,
+                CompletionConsumer(gateway),
             )
 
             # The relay and the sweeper start before anything that applies completions, so
@@ -169,7 +170,7 @@ class Runtime:
 
             await runtime._start_consumers(stack)
             runtime.grpc_port = await stack.enter_async_context(
-                workflow_server(runtime, settings.grpc.host, settings.grpc.port)
+                workflow_server(gateway, settings.grpc.host, settings.grpc.port)
             )
             await runtime._connect_auth(stack)
             if settings.workers.embedded:
@@ -191,8 +192,8 @@ class Runtime:
         prefix = self.settings.rabbitmq.queue_prefix
         updates = await self.bus.consume(
             QueueSpec(
-                name=f"{prefix}.gateway.updates.{self.replica_id}",
-                bindings=(UPDATE_ROUTING_KEY,),
+                name=update_queue(prefix, self.replica_id),
+                bindings=(GATEWAY_UPDATE,),
                 durable=False,
                 exclusive=True,
                 dead_letter=False,
@@ -203,14 +204,14 @@ class Runtime:
         stack.push_async_callback(updates.cancel)
         completions = await self.bus.consume(
             QueueSpec(
-                name=f"{prefix}.gateway.completed",
-                bindings=(COMPLETION_ROUTING_KEY,),
+                name=completion_queue(prefix),
+                bindings=(STEP_COMPLETED,),
                 prefetch=self.settings.rabbitmq.prefetch,
                 # Every completion in hand is in flight at once: they meet in the store's
                 # group commit, so more in flight means fewer, larger transactions.
                 concurrency=self.settings.rabbitmq.prefetch,
             ),
-            self._on_completion,
+            self.completions,
         )
         stack.push_async_callback(completions.cancel)
 
@@ -263,50 +264,3 @@ class Runtime:
             raise Reject("gateway.update without a valid signature")
         message = codec.loads(delivery.message.body)
         await self.hub.publish(message, owner=delivery.message.headers.get("x-owner"))
-
-    async def _on_completion(self, delivery: Delivery) -> None:
-        """A completion over AMQP: acked only after the engine committed it (or refused it)."""
-        try:
-            self.guard.check_service(delivery.message.headers.get("x-service-token"))
-        except Unauthenticated as exc:
-            raise Reject(f"refused: {exc}") from exc
-        try:
-            request = CompletionEnvelope.model_validate(codec.loads(delivery.message.body))
-        except (ValidationError, ValueError) as exc:
-            raise Reject(f"malformed step.completed message: {exc}") from exc
-        bound = structlog.contextvars.bind_contextvars(
-            workflow_id=request.workflow_id,
-            correlation_id=request.correlation_id or delivery.message.correlation_id,
-        )
-        try:
-            with span(
-                "complete_step",
-                headers=delivery.message.headers,
-                kind=SpanKind.CONSUMER,
-                workflow_id=request.workflow_id,
-                step_type=request.step_type,
-                via="amqp",
-            ):
-                await self._apply(completion_from_request(request))
-        except (CompletionRejected, WorkflowNotFound) as exc:
-            log.warning("completion.refused", reason=str(exc), via="amqp")
-            raise Reject(str(exc)) from exc
-        finally:
-            structlog.contextvars.reset_contextvars(**bound)
-
-    async def _apply(self, completion: Completion) -> None:
-        """Commit a completion, waiting out a database outage rather than failing the delivery.
-
-        A failed delivery counts towards the bus's delivery limit, which is there for poison
-        messages: a restart of the database would dead-letter valid reports within a second.
-        So wait (bounded), then raise `Transient`: the bus requeues the report uncounted.
-        """
-        await with_patience(
-            lambda: self.engine.complete_step(completion),
-            outage=Unavailable,
-            patience=self.completion_patience,
-            retry_after=self.completion_retry_after,
-            on_first_wait=lambda error: log.warning(
-                "completion.waiting_for_database", error=str(error), via="amqp"
-            ),
-        )

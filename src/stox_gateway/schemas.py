@@ -13,17 +13,23 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from stox_gateway.text import json_text, multiline, single_line
+
 MAX_IMAGES = 20
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$")
 
+# Control characters are refused at the door (`text.py`): 422 with the field, never SQL.
+SingleLine = AfterValidator(single_line)
+MultiLine = AfterValidator(multiline)
 NonEmptyName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SingleLine
 ]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64), SingleLine]
 
 
 def check_image_reference(value: str) -> str:
     """A file name in the media folder, or an http(s) URL; nothing that walks out of the folder."""
-    value = value.strip()
+    value = single_line(value.strip())
     if value.startswith(("http://", "https://")):
         parsed = urlparse(value)
         if not parsed.netloc or len(value) > 2048:
@@ -56,9 +62,9 @@ class ProductUploadRequest(BaseModel):
     )
 
     name: NonEmptyName
-    description: str = Field("", max_length=10_000)
+    description: Annotated[str, MultiLine] = Field("", max_length=10_000)
     images: list[ImageReference] = Field(default_factory=list, max_length=MAX_IMAGES)
-    category: str = Field("", max_length=200)
+    category: Annotated[str, SingleLine] = Field("", max_length=200)
     price: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
 
 
@@ -73,12 +79,12 @@ class StepCompletedRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    workflow_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    step_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    step_type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    workflow_id: Id
+    step_id: Id
+    step_type: Id
     success: bool
-    result: dict[str, Any] | None = None
-    error: str | None = Field(None, max_length=10_000)
+    result: Annotated[dict[str, Any], AfterValidator(json_text)] | None = None
+    error: Annotated[str, MultiLine] | None = Field(None, max_length=10_000)
     attempt: int | None = Field(
         None, ge=1, description="the attempt reported on (from the step message); default: current"
     )

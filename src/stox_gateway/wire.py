@@ -13,9 +13,7 @@ from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
 from stox_gateway.engine.models import JSON, Step, Update, Workflow
 from stox_gateway.observability.tracing import trace_headers
-
-UPDATE_ROUTING_KEY = "gateway.update"
-COMPLETION_ROUTING_KEY = "step.completed"
+from stox_gateway.routing import GATEWAY_UPDATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +89,7 @@ def outgoing_messages(
         owner_header = {"x-owner": wf.owner, **traced} if wf.owner else traced
         messages.append(
             OutgoingMessage(
-                routing_key=UPDATE_ROUTING_KEY,
+                routing_key=GATEWAY_UPDATE,
                 message_id=new_id(),
                 correlation_id=wf.correlation_id,
                 body=codec.dumps([update_to_wire(u) for u in transition.updates]),

@@ -11,8 +11,15 @@ from pydantic import BaseModel
 
 from stox_gateway import __version__
 from stox_gateway.engine.definitions import STEP_TYPES
+from stox_gateway.routing import (
+    GATEWAY_UPDATE,
+    STEP_COMPLETED,
+    WORKFLOW_COMPLETED,
+    WORKFLOW_FAILED,
+    WORKFLOW_START,
+    step_routing_key,
+)
 from stox_gateway.schemas import CompletionEnvelope, StepEnvelope, UpdateMessage
-from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -55,22 +62,22 @@ def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     events = {
-        "workflow.start": ("StepEnvelope", "a workflow was created", "send"),
-        "workflow.completed": ("StepEnvelope", "a workflow completed (data.results)", "send"),
-        "workflow.failed": ("StepEnvelope", "a workflow failed (data.error)", "send"),
-        COMPLETION_ROUTING_KEY: (
+        WORKFLOW_START: ("StepEnvelope", "a workflow was created", "send"),
+        WORKFLOW_COMPLETED: ("StepEnvelope", "a workflow completed (data.results)", "send"),
+        WORKFLOW_FAILED: ("StepEnvelope", "a workflow failed (data.error)", "send"),
+        STEP_COMPLETED: (
             "CompletionEnvelope",
             "a service reports a step's outcome over AMQP",
             "receive",
         ),
-        UPDATE_ROUTING_KEY: (
+        GATEWAY_UPDATE: (
             "UpdateBatch",
             "every WebSocket update, after commit; each replica consumes them",
             "send",
         ),
     }
     for step in STEP_TYPES:
-        events[f"step.{step}"] = (
+        events[step_routing_key(step)] = (
             "StepEnvelope",
             f"a {step} step is due (first try or retry): the service's work",
             "send",

@@ -1,6 +1,8 @@
-"""One table from errors to HTTP answers; every error leaves as JSON (DESIGN §3).
+"""Errors leave HTTP as JSON (DESIGN §3), their status from the one table in `stox_gateway.errors`.
 
 `{"error": {"code": "...", "message": "...", "details": [...]}}`, never HTML or a stack trace.
+Anything unexpected is a generic `500 {"error": {"code": "internal", ..., "correlation_id"}}`:
+what went wrong is logged under that id, and nothing of it reaches the client.
 """
 
 from __future__ import annotations
@@ -13,30 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stox_gateway.api.responses import JsonResponse
-from stox_gateway.auth import errors as auth_errors
-from stox_gateway.auth.errors import AuthError
-from stox_gateway.bus.port import BusError
-from stox_gateway.engine import errors
-from stox_gateway.grpc.auth_client import AuthServiceError
+from stox_gateway.errors import StoxError, answer_for, is_internal
 
 log = structlog.get_logger(__name__)
 
-STATUS: dict[type[Exception], int] = {
-    errors.WorkflowNotFound: 404,
-    errors.CompletionRejected: 409,
-    errors.UnknownWorkflowType: 422,
-    errors.IdempotencyConflict: 422,
-    errors.Unavailable: 503,
-    BusError: 503,
-}
+INTERNAL_MESSAGE = "an unexpected error occurred; quote the correlation id when reporting it"
 
-AUTH_STATUS: dict[type[AuthError], int] = {
-    auth_errors.InvalidArgument: 400,
-    auth_errors.Unauthenticated: 401,
-    auth_errors.NotFound: 404,
-    auth_errors.AlreadyExists: 409,
-}
-
+# The framework's own refusals (routing, methods, the body limit) by status.
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -52,14 +37,14 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
-    """Raised by a route for a client mistake the type system cannot catch."""
+class ApiError(StoxError):
+    """Raised by a route for a client mistake the type system cannot catch, with its status."""
 
     def __init__(
         self, status: int, code: str, message: str, details: list[Any] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or []
+        super().__init__(message, code=code)
+        self.http_status, self.message, self.details = status, message, details or []
 
 
 def error_response(
@@ -73,11 +58,44 @@ def error_response(
     return JsonResponse(body, status_code=status, headers=headers)
 
 
-def status_for(exc: Exception) -> int:
-    for kind in type(exc).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]
-    return 500
+def status_for(exc: BaseException) -> int:
+    return answer_for(exc).http
+
+
+def stox_error_response(exc: StoxError, correlation_id: str = "") -> JsonResponse:
+    """The answer to one of our errors; the generic one where its text must not leave."""
+    if is_internal(exc):
+        return internal_response(exc, correlation_id)
+    status = status_for(exc)
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif status == 503:
+        headers = {"Retry-After": "5"}
+    details = getattr(exc, "details", None)
+    return error_response(status, exc.code, str(exc), details, headers=headers)
+
+
+def internal_response(
+    exc: BaseException, correlation_id: str, *, with_header: bool = False
+) -> JsonResponse:
+    """The generic 500. `with_header`: the answer is sent from outside the correlation id
+    middleware (an exception that reached the outermost handler), so it sets the header."""
+    log.error("http.unhandled_error", correlation_id=correlation_id, exc_info=exc)
+    body = {
+        "error": {
+            "code": "internal",
+            "message": INTERNAL_MESSAGE,
+            "details": [],
+            "correlation_id": correlation_id,
+        }
+    }
+    headers = {"X-Correlation-ID": correlation_id} if with_header and correlation_id else None
+    return JsonResponse(body, status_code=500, headers=headers)
+
+
+def _correlation_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("correlation_id", ""))
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -104,30 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(400, "invalid_parameter", "invalid query parameters", details)
         return error_response(422, "validation_error", "the request body is invalid", details)
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JsonResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
-
-    @app.exception_handler(errors.StoxError)
-    async def stox_error(_: Request, exc: errors.StoxError) -> JsonResponse:
-        status = status_for(exc)
-        headers = {"Retry-After": "5"} if status == 503 else None
-        return error_response(status, exc.code, str(exc), headers=headers)
-
-    @app.exception_handler(AuthError)
-    async def auth_error(_: Request, exc: AuthError) -> JsonResponse:
-        status = AUTH_STATUS.get(type(exc), 400)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return error_response(status, exc.code, str(exc), headers=headers)
-
-    @app.exception_handler(AuthServiceError)
-    async def auth_service_error(_: Request, exc: AuthServiceError) -> JsonResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, headers=headers)
-
-    @app.exception_handler(BusError)
-    async def bus_error(_: Request, exc: BusError) -> JsonResponse:
-        return error_response(503, "bus_unavailable", str(exc), headers={"Retry-After": "5"})
+    @app.exception_handler(StoxError)
+    async def stox_error(request: Request, exc: StoxError) -> JsonResponse:
+        return stox_error_response(exc, _correlation_id(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
@@ -136,6 +133,5 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JsonResponse:
-        log.exception("http.unhandled_error")
-        return error_response(500, "internal_error", "an unexpected error occurred")
+    async def unexpected(request: Request, exc: Exception) -> JsonResponse:
+        return internal_response(exc, _correlation_id(request), with_header=True)

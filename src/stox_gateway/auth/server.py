@@ -16,17 +16,11 @@ from stox_gateway.auth import errors
 from stox_gateway.auth.repository import AuthRepository, User
 from stox_gateway.auth.service import AuthService, Session
 from stox_gateway.config.settings import Settings
+from stox_gateway.grpc.errors import ErrorInterceptor
 from stox_gateway.grpc.generated.stox.v1 import auth_pb2, auth_pb2_grpc
 from stox_gateway.store.sql import SqlStore
 
 log = structlog.get_logger(__name__)
-
-STATUS = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-}
 
 
 def user_message(user: User) -> auth_pb2.User:
@@ -54,10 +48,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._service = service
 
     async def _call(self, context: grpc.aio.ServicerContext, action: Any) -> Any:
-        try:
-            return await action()
-        except errors.AuthError as exc:
-            await context.abort(STATUS.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
+        # What it raises leaves as `grpc/errors.py`'s interceptor says.
+        return await action()
 
     async def Register(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def action() -> Any:
@@ -124,7 +116,7 @@ async def auth_server(
         engine = store.engine
     service = AuthService(AuthRepository(engine), settings.auth)
     # One process per port: without this, a second server would silently share it.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=[ErrorInterceptor()])
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(service), server)
     add_standard_services(server, auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name)
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -28,8 +28,8 @@ from tenacity import (
 from stox_gateway.bus.port import Bus, BusError, Message, Unroutable
 from stox_gateway.engine.errors import Unavailable
 from stox_gateway.observability.tracing import span
+from stox_gateway.routing import GATEWAY_UPDATE, is_step_message
 from stox_gateway.store.port import OutboxRow, WorkflowStore
-from stox_gateway.wire import COMPLETION_ROUTING_KEY, UPDATE_ROUTING_KEY
 
 MAX_MERGED_BODY = 256 * 1024  # bytes: merged update messages stay far below broker limits
 
@@ -145,8 +145,7 @@ class OutboxRelay:
     def _is_late(self, row: OutboxRow) -> bool:
         return (
             row.available_at is not None
-            and row.routing_key.startswith("step.")
-            and row.routing_key != COMPLETION_ROUTING_KEY
+            and is_step_message(row.routing_key)
             and (self._clock() - row.available_at).total_seconds() > self._late_after
         )
 
@@ -258,7 +257,7 @@ def merge_updates(rows: Sequence[OutboxRow]) -> list[tuple[list[OutboxRow], Mess
     open_group: dict[str | None, int] = {}  # owner → its group still taking rows
     sizes: dict[int, int] = {}
     for row in rows:
-        if row.routing_key != UPDATE_ROUTING_KEY:
+        if row.routing_key != GATEWAY_UPDATE:
             groups.append([row])
             continue
         owner = row.headers.get("x-owner")
@@ -273,7 +272,7 @@ def merge_updates(rows: Sequence[OutboxRow]) -> list[tuple[list[OutboxRow], Mess
     return [
         (
             group,
-            _merged(group) if group[0].routing_key == UPDATE_ROUTING_KEY else _message(group[0]),
+            _merged(group) if group[0].routing_key == GATEWAY_UPDATE else _message(group[0]),
         )
         for group in groups
     ]

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stox_gateway.errors import Unavailable
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -88,8 +90,10 @@ class Bus(Protocol):
     async def consume(self, queue: QueueSpec, handler: Handler) -> Subscription: ...
 
 
-class BusError(Exception):
-    """Publishing or consuming failed."""
+class BusError(Unavailable):
+    """Publishing or consuming failed (an outage to callers: 503, gRPC UNAVAILABLE)."""
+
+    code = "bus_unavailable"
 
 
 class BusUnavailable(BusError):

@@ -56,6 +56,7 @@ from stox_gateway.bus.port import (
     Unroutable,
 )
 from stox_gateway.config.settings import RabbitMQSettings
+from stox_gateway.routing import dead_letter_exchange, dead_letter_queue
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +105,9 @@ class RabbitMQBus:
             self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
         self._dlx = await self._channel.declare_exchange(
-            f"{self._settings.exchange}.dlx", aio_pika.ExchangeType.DIRECT, durable=True
+            dead_letter_exchange(self._settings.exchange),
+            aio_pika.ExchangeType.DIRECT,
+            durable=True,
         )
 
     async def close(self) -> None:
@@ -178,7 +181,7 @@ class RabbitMQBus:
             return {}
         arguments: dict[str, Any] = {"x-queue-type": self._settings.queue_type}
         if spec.dead_letter:
-            arguments["x-dead-letter-exchange"] = f"{self._settings.exchange}.dlx"
+            arguments["x-dead-letter-exchange"] = dead_letter_exchange(self._settings.exchange)
             arguments["x-dead-letter-routing-key"] = spec.name
         return arguments
 
@@ -195,9 +198,11 @@ class RabbitMQBus:
         for key in spec.bindings:
             await queue.bind(exchange, routing_key=key)
         if spec.dead_letter and not spec.exclusive:
-            dlx = await channel.get_exchange(f"{self._settings.exchange}.dlx", ensure=False)
+            dlx = await channel.get_exchange(
+                dead_letter_exchange(self._settings.exchange), ensure=False
+            )
             dead = await channel.declare_queue(
-                f"{spec.name}.dead",
+                dead_letter_queue(spec.name),
                 durable=True,
                 arguments={"x-queue-type": self._settings.queue_type},
             )
@@ -257,7 +262,9 @@ class RabbitMQBus:
 
     async def dead_letters(self, queue_name: str, *, limit: int = 1000) -> list[DeadLetter]:
         """Take the messages of `<queue>.dead` (tests and operators), with their reasons."""
-        dead = await self._publishing_channel().get_queue(f"{queue_name}.dead", ensure=True)
+        dead = await self._publishing_channel().get_queue(
+            dead_letter_queue(queue_name), ensure=True
+        )
         found: list[DeadLetter] = []
         while len(found) < limit:
             incoming = await dead.get(fail=False, no_ack=True)

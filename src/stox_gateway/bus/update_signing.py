@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from stox_gateway.bus.port import Bus, Handler, Message, QueueSpec, Subscription
-from stox_gateway.wire import UPDATE_ROUTING_KEY
+from stox_gateway.routing import GATEWAY_UPDATE
 
 SIGNATURE_HEADER = "x-stox-signature"
 
@@ -38,7 +38,7 @@ class SigningBus:
         self._bus, self._key = bus, key
 
     async def publish(self, message: Message) -> None:
-        if message.routing_key == UPDATE_ROUTING_KEY:
+        if message.routing_key == GATEWAY_UPDATE:
             headers = {**message.headers, SIGNATURE_HEADER: signature(self._key, message)}
             message = replace(message, headers=headers)
         await self._bus.publish(message)

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-import yaml
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
 from stox_gateway import __version__
-from stox_gateway.config.errors import config_error_lines, mask_url_passwords
-from stox_gateway.config.safety import InsecureSettings, enforce
-from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
+from stox_gateway.cli.operator import config_app, db_app, workflows_app
+from stox_gateway.cli.settings import ConfigOption, load_cli_settings
 from stox_gateway.engine.definitions import STEP_TYPES
-from stox_gateway.observability.logging import configure_logging
 
 _R = TypeVar("_R")
 
@@ -31,37 +25,9 @@ app = typer.Typer(
 
 
 def _add_operator_commands() -> None:
-    from stox_gateway.cli.operator import config_app, db_app, workflows_app
-
     app.add_typer(workflows_app, name="workflows")
     app.add_typer(db_app, name="db")
     app.add_typer(config_app, name="config")
-
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="YAML config file (default: $STOX_CONFIG or ./config.yaml)"
-    ),
-]
-
-
-def load_cli_settings(config: Path | None, *, enforce_production: bool = True) -> Settings:
-    """Settings for a command; a bad file or (for servers) insecure production settings end
-    the command with exit status 2 and a message that says what to change."""
-    try:
-        settings = load_settings(config)
-        if enforce_production:
-            enforce(settings)  # refuse insecure production settings before anything starts
-    except (ConfigFileNotFound, InsecureSettings) as exc:
-        typer.echo(f"error: {mask_url_passwords(str(exc))}", err=True)
-        raise typer.Exit(2) from exc
-    except (ValidationError, SettingsError, yaml.YAMLError, ValueError) as exc:
-        for line in config_error_lines(exc):
-            typer.echo(f"error: invalid configuration: {line}", err=True)
-        raise typer.Exit(2) from exc
-    configure_logging(settings.logging, settings.server.environment)
-    return settings
 
 
 _settings = load_cli_settings

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stox_gateway import codec
+from stox_gateway.cli.settings import load_cli_settings
 from stox_gateway.config.safety import production_problems
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import default_definitions
@@ -39,8 +40,6 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML 
 
 
 def _load(config: Path | None) -> Settings:
-    from stox_gateway.cli.main import load_cli_settings
-
     return load_cli_settings(config, enforce_production=False)
 
 

@@ -1,28 +1,39 @@
-"""What the engine refuses, and why. The API layer maps each to a status (see `api/errors.py`).
+"""What the engine refuses, and why; each derives from a kind of `stox_gateway.errors`, whose
+table says how it leaves (HTTP status, gRPC code, WebSocket close code).
 
 StoxError
-├── WorkflowNotFound            404  unknown workflow
-├── CompletionRejected          409  the completion does not fit the workflow's state
-│   ├── StepMismatch                 a step id not of this workflow, or a wrong step type
-│   ├── StaleAttempt                 a late completion from an earlier attempt
-│   ├── StepNotRunning               the step is pending, or already has another outcome
-│   ├── WorkflowEnded                the workflow completed, failed or was cancelled
-│   └── WorkflowNotFailed            a retry of a workflow that has not failed
-├── IdempotencyConflict         422  an Idempotency-Key reused with another body
-├── UnknownWorkflowType         422
-└── Unavailable                 503  the store or bus does not answer
+├── WorkflowNotFound (NotFound)           404  unknown workflow
+├── CompletionRejected (Conflict)         409  the completion does not fit the workflow's state
+│   ├── StepMismatch                           a step id not of this workflow, or a wrong step type
+│   ├── StaleAttempt                           a late completion from an earlier attempt
+│   ├── StepNotRunning                         the step is pending, or already has another outcome
+│   ├── WorkflowEnded                          the workflow completed, failed or was cancelled
+│   └── WorkflowNotFailed                      a retry of a workflow that has not failed
+├── IdempotencyConflict (Unprocessable)   422  an Idempotency-Key reused with another body
+├── UnknownWorkflowType (Unprocessable)   422
+└── Unavailable                           503  the store or bus does not answer
 """
 
 from __future__ import annotations
 
+from stox_gateway.errors import Conflict, NotFound, StoxError, Unavailable, Unprocessable
 
-class StoxError(Exception):
-    """Root of every error the gateway raises on purpose."""
+__all__ = [
+    "CompletionRejected",
+    "IdempotencyConflict",
+    "StaleAttempt",
+    "StepMismatch",
+    "StepNotRunning",
+    "StoxError",
+    "Unavailable",
+    "UnknownWorkflowType",
+    "WorkflowEnded",
+    "WorkflowNotFailed",
+    "WorkflowNotFound",
+]
 
-    code = "internal_error"
 
-
-class WorkflowNotFound(StoxError):
+class WorkflowNotFound(NotFound):
     code = "workflow_not_found"
 
     def __init__(self, workflow_id: str) -> None:
@@ -30,7 +41,7 @@ class WorkflowNotFound(StoxError):
         self.workflow_id = workflow_id
 
 
-class CompletionRejected(StoxError):
+class CompletionRejected(Conflict):
     code = "completion_rejected"
 
 
@@ -54,13 +65,9 @@ class WorkflowNotFailed(CompletionRejected):
     code = "workflow_not_failed"
 
 
-class IdempotencyConflict(StoxError):
+class IdempotencyConflict(Unprocessable):
     code = "idempotency_key_reused"
 
 
-class UnknownWorkflowType(StoxError):
+class UnknownWorkflowType(Unprocessable):
     code = "unknown_workflow_type"
-
-
-class Unavailable(StoxError):
-    code = "unavailable"

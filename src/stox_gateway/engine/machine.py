@@ -30,6 +30,12 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
+from stox_gateway.routing import (
+    WORKFLOW_COMPLETED,
+    WORKFLOW_FAILED,
+    WORKFLOW_START,
+    step_routing_key,
+)
 
 NewId = Callable[[], str]
 Backoff = Callable[[int], float]  # failed attempt number → seconds before the next one
@@ -156,7 +162,7 @@ def create(
             "steps": [{"step_id": s.id, "step_type": s.type} for s in steps],
         },
     )
-    b.event("workflow.start")
+    b.event(WORKFLOW_START)
     if steps:
         _start_step(b, steps[0])
     else:
@@ -310,7 +316,7 @@ def _start_step(
             UpdateType.STEP_STARTED,
             {"step_id": step.id, "step_type": step.type, "attempt": step.attempts},
         )
-    b.event(f"step.{step.type}", step=step, delay=delay, mandatory=True)
+    b.event(step_routing_key(step.type), step=step, delay=delay, mandatory=True)
 
 
 def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
@@ -359,11 +365,11 @@ def _fail_attempt(
     b.workflow = b.workflow.evolve(status=WorkflowStatus.FAILED, completed_at=b.now, error=message)
     data: dict[str, Any] = {"error": message, "step_id": step.id, "step_type": step.type}
     b.update(UpdateType.WORKFLOW_FAILED, data)
-    b.event("workflow.failed", step=step, data={**data, "product": b.workflow.product})
+    b.event(WORKFLOW_FAILED, step=step, data={**data, "product": b.workflow.product})
 
 
 def _complete_workflow(b: _Builder) -> None:
     b.workflow = b.workflow.evolve(status=WorkflowStatus.COMPLETED, completed_at=b.now)
     results = b.workflow.results()
     b.update(UpdateType.WORKFLOW_COMPLETED, {"results": results})
-    b.event("workflow.completed")
+    b.event(WORKFLOW_COMPLETED)

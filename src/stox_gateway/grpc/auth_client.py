@@ -1,4 +1,4 @@
-"""The gateway's client of AuthService: deadlines on every call, gRPC status → HTTP status."""
+"""The gateway's client of AuthService: deadlines on every call; its errors become ours."""
 
 from __future__ import annotations
 
@@ -7,27 +7,9 @@ from typing import Any
 
 import grpc
 
+from stox_gateway.errors import from_grpc
+from stox_gateway.grpc.errors import error_code
 from stox_gateway.grpc.generated.stox.v1 import auth_pb2, auth_pb2_grpc
-
-# DESIGN §6
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
-
-
-class AuthServiceError(Exception):
-    """AuthService refused or failed; carries the HTTP status the gateway answers with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +43,10 @@ class AuthClient:
         try:
             return await method(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            raise AuthServiceError(
-                HTTP_STATUS.get(code, 500), code.name.lower(), exc.details() or code.name
-            ) from exc
+            name = exc.code().name
+            error = from_grpc(name, exc.details() or name)
+            error.code = error_code(exc)
+            raise error from exc
 
     async def register(
         self, email: str, password: str, first_name: str, last_name: str

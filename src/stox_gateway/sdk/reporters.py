@@ -14,6 +14,7 @@ from stox_gateway import codec
 from stox_gateway.bus.port import Bus, BusError, Message
 from stox_gateway.config.settings import Settings
 from stox_gateway.observability.tracing import trace_headers
+from stox_gateway.routing import STEP_COMPLETED
 from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
 
 log = structlog.get_logger(__name__)
@@ -67,7 +68,7 @@ class BusReporter:
             timestamp=datetime.now(UTC),
         )
         message = Message(
-            routing_key="step.completed",
+            routing_key=STEP_COMPLETED,
             body=codec.dumps(envelope.model_dump(mode="json")),
             message_id=envelope.event_id or "",
             correlation_id=correlation_id,

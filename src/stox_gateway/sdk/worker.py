@@ -11,7 +11,7 @@ import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from stox_gateway import codec
+from stox_gateway import codec, routing
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
@@ -28,7 +28,11 @@ StepHandler = Callable[[StepContext], Awaitable[dict[str, Any]]]
 
 def step_queue(step_type: str, prefix: str = "stox", **options: Any) -> QueueSpec:
     """The durable work queue of one step type: `<prefix>.step.<type>` bound to `step.<type>`."""
-    return QueueSpec(name=f"{prefix}.step.{step_type}", bindings=(f"step.{step_type}",), **options)
+    return QueueSpec(
+        name=routing.step_queue(prefix, step_type),
+        bindings=(routing.step_routing_key(step_type),),
+        **options,
+    )
 
 
 class Worker:

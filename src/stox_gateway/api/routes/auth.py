@@ -15,11 +15,13 @@ from stox_gateway.auth.guard import bearer
 from stox_gateway.auth.service import MAX_PASSWORD, password_problems
 from stox_gateway.grpc.auth_client import AuthClient
 from stox_gateway.runtime import Runtime
-from stox_gateway.schemas import ErrorResponse
+from stox_gateway.schemas import ErrorResponse, SingleLine
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SingleLine
+]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 415, 422, 429, 503, 504)
 }
@@ -28,7 +30,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    email: EmailStr
+    email: Annotated[EmailStr, SingleLine]
     password: str = Field(max_length=MAX_PASSWORD)
     first_name: Name
     last_name: Name
@@ -43,7 +45,7 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    email: Annotated[str, StringConstraints(min_length=3, max_length=320)]
+    email: Annotated[str, StringConstraints(min_length=3, max_length=320), SingleLine]
     password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD)]
 
 

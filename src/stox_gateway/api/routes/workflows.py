@@ -17,9 +17,9 @@ from stox_gateway.api.deps import (
 from stox_gateway.api.errors import ApiError
 from stox_gateway.api.responses import JsonResponse
 from stox_gateway.auth.guard import Caller
-from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.engine.models import WorkflowStatus
-from stox_gateway.runtime import Runtime, completion_from_request
+from stox_gateway.facade import completion_from_request
+from stox_gateway.runtime import Runtime
 from stox_gateway.schemas import (
     ErrorResponse,
     ProductUploadRequest,
@@ -85,10 +85,7 @@ async def status(
     """One workflow as it stands (another user's is `404`, as if it did not exist)."""
     if not workflow_id:
         raise ApiError(400, "missing_parameter", "the query parameter workflow_id is required")
-    workflow = await rt.engine.get(workflow_id)
-    if not rt.guard.may_see(who, workflow.owner):
-        raise WorkflowNotFound(workflow_id)
-    return JsonResponse(workflow_to_wire(workflow))
+    return JsonResponse(workflow_to_wire(await rt.gateway.see(who, workflow_id)))
 
 
 @router.post(
@@ -100,7 +97,7 @@ async def status(
 async def step_completed(body: StepCompletedRequest, rt: RuntimeDep) -> StepCompletedResponse:
     """A service reports a step's outcome. A repeat of a recorded outcome is a 200 no-op."""
     with structlog.contextvars.bound_contextvars(workflow_id=body.workflow_id):
-        outcome = await rt.engine.complete_step(completion_from_request(body))
+        outcome = await rt.gateway.complete(completion_from_request(body))
     if not outcome.applied:
         return StepCompletedResponse(message="Step completion already recorded")
     return StepCompletedResponse()
@@ -115,16 +112,14 @@ async def list_workflows(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JsonResponse:
     """Workflows, newest first, optionally of one status."""
-    workflows = await rt.engine.list_workflows(
-        status=status, owner=rt.guard.owner_filter(who), limit=limit, offset=offset
-    )
+    workflows = await rt.gateway.list(who, status=status, limit=limit, offset=offset)
     return JsonResponse([workflow_to_wire(w) for w in workflows])
 
 
 @router.post("/{workflow_id}/cancel", response_model=WorkflowView, responses=_ERRORS)
 async def cancel(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
     """Stop a workflow that has not ended (`409` when it has); late reports are then refused."""
-    await _visible(rt, who, workflow_id)
+    await rt.gateway.see(who, workflow_id)
     return JsonResponse(workflow_to_wire(await rt.engine.cancel(workflow_id)))
 
 
@@ -133,12 +128,6 @@ async def cancel(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonRespon
 )
 async def retry(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
     """Resume a failed workflow from its failed step, keeping earlier results (`409` otherwise)."""
-    await _visible(rt, who, workflow_id)
+    await rt.gateway.see(who, workflow_id)
     workflow = await rt.engine.retry(workflow_id)
     return JsonResponse(workflow_to_wire(workflow), status_code=202)
-
-
-async def _visible(rt: Runtime, who: Caller, workflow_id: str) -> None:
-    workflow = await rt.engine.get(workflow_id)
-    if not rt.guard.may_see(who, workflow.owner):
-        raise WorkflowNotFound(workflow_id)

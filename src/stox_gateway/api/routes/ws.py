@@ -5,14 +5,17 @@
 then every update as it is committed, in `seq` order. A `heartbeat` comes every
 `websocket.heartbeat_interval` so proxies keep the connection open and clients notice a dead one.
 
-Close codes: 1001 the gateway is shutting down; 1013 the client read too slowly (resume with
-`since`); 4400/4404 a bad or unknown `workflow_id`/`since` (the HTTP status + 4000).
+Refusals before the handshake are an HTTP answer where the server can send one, else the close
+code of `stox_gateway.errors` (the HTTP status + 4000: 4400 a bad `since` or `workflow_id`,
+4401, 4403, 4404). Later: 1001 the gateway is shutting down; 1013 the client read too slowly
+(resume with `since`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import Counter
 from urllib.parse import urlsplit
 
@@ -20,28 +23,41 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from stox_gateway.api.deps import caller, get_runtime
-from stox_gateway.api.errors import error_response
-from stox_gateway.auth.errors import Unauthenticated
-from stox_gateway.auth.guard import Caller
-from stox_gateway.engine.errors import WorkflowNotFound
-from stox_gateway.hub import Subscriber
-from stox_gateway.hub.feed import first_frames
+from stox_gateway.api.errors import error_response, internal_response
+from stox_gateway.errors import InvalidInput, StoxError, answer_for, is_internal
+from stox_gateway.facade import BAD_PARAMETER, MAX_SEQ, Watch
 from stox_gateway.hub.hub import CLOSE_TOO_SLOW
-from stox_gateway.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
 
 CLOSE_GOING_AWAY = 1001
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
-async def deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+async def deny(
+    websocket: WebSocket, status: int, code: str, message: str, close_code: int | None = None
+) -> None:
     """Refuse before accepting: an HTTP answer where the server can send one, else a close code."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(error_response(status, code, message))
     else:
-        await websocket.close(code=4000 + status, reason=message[:120])
+        await websocket.close(code=close_code or 4000 + status, reason=message[:120])
+
+
+async def deny_error(websocket: WebSocket, exc: StoxError) -> None:
+    """Refuse with one of our errors, as the one table says (the generic answer if unexpected)."""
+    if is_internal(exc):
+        correlation_id = str(websocket.scope.get("state", {}).get("correlation_id", ""))
+        response = internal_response(exc, correlation_id, with_header=True)
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(code=1011, reason="internal error")
+        return
+    answer = answer_for(exc)
+    await deny(websocket, answer.http, exc.code, str(exc), answer.websocket)
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str], development: bool) -> bool:
@@ -77,72 +93,51 @@ async def workflow_updates(websocket: WebSocket) -> None:
     ):
         await deny(websocket, 403, "origin_not_allowed", "this Origin may not open the WebSocket")
         return
-    try:
-        who = caller(websocket)  # before accepting: no token, no connection
-    except Unauthenticated as exc:
-        await deny(websocket, 401, exc.code, str(exc))
-        return
-    workflow_id = websocket.query_params.get("workflow_id") or None
-    since_text = websocket.query_params.get("since")
-    since: int | None = None
-    if since_text is not None:
-        if not since_text.isdigit():
-            await deny(websocket, 400, "invalid_parameter", "since must be a whole number ≥ 0")
-            return
-        since = int(since_text)
-    if workflow_id is not None:
+    async with contextlib.AsyncExitStack() as stack:
         try:
-            workflow = await runtime.engine.get(workflow_id)
-            if not runtime.guard.may_see(who, workflow.owner):
-                raise WorkflowNotFound(workflow_id)
-        except WorkflowNotFound as exc:
-            await deny(websocket, 404, exc.code, str(exc))
+            who = caller(websocket)  # before accepting: no token, no connection
+            since = _since(websocket.query_params.get("since"))
+            workflow_id = websocket.query_params.get("workflow_id") or None
+            watch = await stack.enter_async_context(runtime.gateway.watch(who, workflow_id, since))
+        except StoxError as exc:
+            await deny_error(websocket, exc)
             return
-
-    address = websocket.client.host if websocket.client else "unknown"
-    open_sockets: Counter[str] = websocket.app.state.websockets_per_client
-    if open_sockets[address] >= settings.websocket.max_per_client:
-        await deny(websocket, 429, "too_many_requests", "too many WebSockets from this client")
-        return
-    open_sockets[address] += 1
-    try:
-        await _serve(websocket, runtime, who, workflow_id, since)
-    finally:
-        open_sockets[address] -= 1
-        if open_sockets[address] <= 0:
-            del open_sockets[address]
-
-
-async def _serve(
-    websocket: WebSocket, runtime: Runtime, who: Caller, workflow_id: str | None, since: int | None
-) -> None:
-    settings = runtime.settings
-    await websocket.accept()
-    subscriber = Subscriber(
-        workflow_id,
-        owner=runtime.guard.owner_filter(who),
-        queue_size=settings.websocket.client_queue_size,
-    )
-    runtime.hub.subscribe(subscriber)  # before reading the state, so nothing falls in between
-    try:
-        await _send_first_frames(websocket, runtime, subscriber, since)
-        await _pump(websocket, subscriber)
-    except WebSocketDisconnect:
-        pass  # the client left while its first frames were on their way
-    finally:
-        runtime.hub.unsubscribe(subscriber)
+        address = websocket.client.host if websocket.client else "unknown"
+        open_sockets: Counter[str] = websocket.app.state.websockets_per_client
+        if open_sockets[address] >= settings.websocket.max_per_client:
+            await deny(websocket, 429, "too_many_requests", "too many WebSockets from this client")
+            return
+        open_sockets[address] += 1
+        try:
+            await websocket.accept()
+            try:
+                await _send_first_frames(websocket, watch)
+            except WebSocketDisconnect:
+                return  # the client left while its first frames were on their way
+            await _pump(websocket, watch)
+        finally:
+            open_sockets[address] -= 1
+            if open_sockets[address] <= 0:
+                del open_sockets[address]
 
 
-async def _send_first_frames(
-    websocket: WebSocket, runtime: Runtime, subscriber: Subscriber, since: int | None
-) -> None:
+def _since(text: str | None) -> int | None:
+    # ASCII digits only: str.isdigit() also admits "²", which int() refuses.
+    if text is None:
+        return None
+    if not _DIGITS.fullmatch(text) or int(text) > MAX_SEQ:
+        raise InvalidInput(f"since must be a whole number from 0 to {MAX_SEQ}", code=BAD_PARAMETER)
+    return int(text)
+
+
+async def _send_first_frames(websocket: WebSocket, watch: Watch) -> None:
     # A function of its own so the frames are freed once sent: a loop variable in the handler
     # would keep the last one (a snapshot of up to ~130 KB) for the life of the connection.
-    for frame in await first_frames(runtime.engine, subscriber, since):
+    for frame in await watch.first_frames():
         await websocket.send_text(frame)  # text frames: browsers JSON.parse them
 
 
-async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
+async def _pump(websocket: WebSocket, watch: Watch) -> None:
     """Send queued frames until the client leaves, is too slow, or the gateway stops."""
 
     async def read() -> None:
@@ -152,16 +147,11 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
                 await websocket.receive_text()
 
     async def write() -> None:
-        while True:
-            frame = await subscriber.queue.get()
-            if frame is None:
-                code = CLOSE_TOO_SLOW if subscriber.dropped else CLOSE_GOING_AWAY
-                with contextlib.suppress(Exception):
-                    await websocket.close(code=code)
-                return
-            if subscriber.already_has(frame):
-                continue
-            await websocket.send_text(frame.data)
+        while (frame := await watch.next()) is not None:
+            await websocket.send_text(frame)
+        code = CLOSE_TOO_SLOW if watch.dropped else CLOSE_GOING_AWAY
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code)
 
     reader = asyncio.create_task(read())
     writer = asyncio.create_task(write())

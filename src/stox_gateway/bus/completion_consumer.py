@@ -1,0 +1,77 @@
+"""The AMQP door for completions: `step.completed` reports, beside the HTTP route and the gRPC
+servicer, all three calling `facade.Gateway.complete`.
+
+A report is acked only after the engine committed it, or dead-lettered with the reason when
+the gateway refuses it (unknown workflow, a report that does not fit, malformed or forged).
+"""
+
+from __future__ import annotations
+
+import structlog
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+
+from stox_gateway import codec
+from stox_gateway.bus.patience import with_patience
+from stox_gateway.bus.port import Delivery, Reject
+from stox_gateway.errors import StoxError, Unavailable, answer_for
+from stox_gateway.facade import Gateway, completion_from_request
+from stox_gateway.observability.tracing import span
+from stox_gateway.schemas import CompletionEnvelope
+
+log = structlog.get_logger(__name__)
+
+
+class CompletionConsumer:
+    """Handles the deliveries of the shared `<prefix>.gateway.completed` queue.
+
+    A report waits `patience` seconds (with backoff) for the database before it is handed back
+    to its queue, uncounted, to be tried again `retry_after` seconds later: a failed delivery
+    counts towards the bus's delivery limit, which is there for poison messages, and a restart
+    of the database would otherwise dead-letter valid reports within a second.
+    """
+
+    def __init__(self, gateway: Gateway, *, patience: float = 15.0, retry_after: float = 1.0):
+        self._gateway = gateway
+        self.patience, self.retry_after = patience, retry_after
+
+    async def __call__(self, delivery: Delivery) -> None:
+        message = delivery.message
+        try:
+            self._gateway.guard.check_service(message.headers.get("x-service-token"))
+        except StoxError as exc:
+            raise Reject(f"refused: {exc}") from exc
+        try:
+            request = CompletionEnvelope.model_validate(codec.loads(message.body))
+        except (ValidationError, ValueError) as exc:
+            raise Reject(f"malformed step.completed message: {exc}") from exc
+        bound = structlog.contextvars.bind_contextvars(
+            workflow_id=request.workflow_id,
+            correlation_id=request.correlation_id or message.correlation_id,
+        )
+        try:
+            with span(
+                "complete_step",
+                headers=message.headers,
+                kind=SpanKind.CONSUMER,
+                workflow_id=request.workflow_id,
+                step_type=request.step_type,
+                via="amqp",
+            ):
+                await with_patience(
+                    lambda: self._gateway.complete(completion_from_request(request)),
+                    outage=Unavailable,
+                    patience=self.patience,
+                    retry_after=self.retry_after,
+                    on_first_wait=lambda error: log.warning(
+                        "completion.waiting_for_database", error=str(error), via="amqp"
+                    ),
+                )
+        except StoxError as exc:
+            # A refusal will not change on redelivery: keep the report, with the reason.
+            if answer_for(exc).http >= 500:
+                raise
+            log.warning("completion.refused", reason=str(exc), via="amqp")
+            raise Reject(str(exc)) from exc
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)

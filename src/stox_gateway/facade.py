@@ -1,0 +1,130 @@
+"""One way in: complete a step, see a workflow, watch workflows (STYLE §16).
+
+HTTP routes, the WebSocket, the gRPC WorkflowService and the AMQP completion consumer are
+doors to the same room; each turns its transport's request into a call here, so a rule such
+as "a user sees only their own workflows" or "no control characters in a report" is written
+once, and each door only translates the errors (`stox_gateway.errors`) into its own answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from stox_gateway.auth.guard import Caller, Guard
+from stox_gateway.engine.errors import WorkflowNotFound
+from stox_gateway.engine.models import Completion, Workflow, WorkflowStatus
+from stox_gateway.engine.service import CompletionOutcome, WorkflowEngine
+from stox_gateway.errors import InvalidInput, Unprocessable
+from stox_gateway.hub import Hub, Subscriber
+from stox_gateway.hub.feed import first_frames
+from stox_gateway.schemas import StepCompletedRequest
+from stox_gateway.text import control_character, control_in_json
+
+MAX_SEQ = 2**63 - 1  # the store's seq is a signed 64-bit integer
+BAD_PARAMETER = "invalid_parameter"
+
+
+def completion_from_request(request: StepCompletedRequest) -> Completion:
+    return Completion(
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        step_type=request.step_type,
+        success=request.success,
+        result=request.result,
+        error=request.error,
+        attempt=request.attempt,
+        retryable=request.retryable,
+    )
+
+
+class Watch:
+    """One subscriber's view: the first frames, then each live update it has not had."""
+
+    def __init__(self, engine: WorkflowEngine, subscriber: Subscriber, since: int | None) -> None:
+        self._engine, self.subscriber, self._since = engine, subscriber, since
+
+    async def first_frames(self) -> list[str]:
+        """A snapshot, or the updates after `since`: callers send and drop them (see feed.py)."""
+        return await first_frames(self._engine, self.subscriber, self._since)
+
+    async def next(self) -> str | None:
+        """The next update's text; None when the hub ends the watch (see `dropped`)."""
+        while True:
+            frame = await self.subscriber.queue.get()
+            if frame is None:
+                return None
+            if not self.subscriber.already_has(frame):
+                return frame.data
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the hub ended the watch because the client read too slowly."""
+        return self.subscriber.dropped
+
+
+class Gateway:
+    def __init__(
+        self, engine: WorkflowEngine, guard: Guard, hub: Hub, *, queue_size: int = 256
+    ) -> None:
+        self.engine, self.guard, self.hub = engine, guard, hub
+        self._queue_size = queue_size
+
+    async def complete(self, completion: Completion) -> CompletionOutcome:
+        """Record a service's report; a repeat of a recorded outcome is applied=False."""
+        _check_completion(completion)
+        return await self.engine.complete_step(completion)
+
+    async def see(self, caller: Caller, workflow_id: str) -> Workflow:
+        """The workflow, if the caller may see it; another user's is not found, as if absent."""
+        _check_id(workflow_id)
+        workflow = await self.engine.get(workflow_id)
+        if not self.guard.may_see(caller, workflow.owner):
+            raise WorkflowNotFound(workflow_id)
+        return workflow
+
+    async def list(
+        self, caller: Caller, *, status: WorkflowStatus | None, limit: int, offset: int
+    ) -> list[Workflow]:
+        return await self.engine.list_workflows(
+            status=status, owner=self.guard.owner_filter(caller), limit=limit, offset=offset
+        )
+
+    @contextlib.asynccontextmanager
+    async def watch(
+        self, caller: Caller, workflow_id: str | None, since: int | None = None
+    ) -> AsyncIterator[Watch]:
+        """Follow one workflow (or, with None, every one the caller may see), subscribed
+        before the state is read so nothing committed in between is lost."""
+        if since is not None and not 0 <= since <= MAX_SEQ:
+            message = f"since must be a whole number from 0 to {MAX_SEQ}"
+            raise InvalidInput(message, code=BAD_PARAMETER)
+        if workflow_id is not None:
+            await self.see(caller, workflow_id)
+        subscriber = Subscriber(
+            workflow_id, owner=self.guard.owner_filter(caller), queue_size=self._queue_size
+        )
+        self.hub.subscribe(subscriber)
+        try:
+            yield Watch(self.engine, subscriber, since)
+        finally:
+            self.hub.unsubscribe(subscriber)
+
+
+def _check_id(workflow_id: str) -> None:
+    if control_character(workflow_id):
+        raise InvalidInput("workflow_id: control characters are refused", code=BAD_PARAMETER)
+
+
+def _check_completion(completion: Completion) -> None:
+    for name in ("workflow_id", "step_id", "step_type"):
+        found = control_character(getattr(completion, name))
+        if found:
+            raise Unprocessable(f"{name}: control characters are refused ({found})")
+    if completion.error is not None:
+        found = control_character(completion.error, multiline=True)
+        if found:
+            raise Unprocessable(f"error: control characters are refused ({found})")
+    found = control_in_json(completion.result)
+    if found:
+        raise Unprocessable(f"result: control characters are refused ({found})")
