@@ -73,6 +73,14 @@ def serve(
     import uvicorn
 
     settings = _settings(config)
+    if settings.workers.embedded and not settings.workers.noop:
+        from stox_gateway.sdk.runner import embedded_handlers
+
+        try:
+            embedded_handlers(settings)  # an import error ends the command with one line
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
