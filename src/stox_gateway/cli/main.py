@@ -138,6 +138,9 @@ def worker(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if step not in load_definitions(settings).step_types:
+        # Not an error: the gateways may run another configuration than this worker.
+        typer.echo(f"warning: no pipeline in this configuration has a step {step!r}", err=True)
     run_on_fast_loop(run_worker(step, chosen, settings=settings, noop=noop))
 
 
