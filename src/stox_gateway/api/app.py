@@ -15,7 +15,7 @@ from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.login_throttle import LoginThrottle
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from stox_gateway.api.rate_limit import RateLimitMiddleware
-from stox_gateway.api.routes import auth, health, metrics, workflows, ws
+from stox_gateway.api.routes import auth, health, metrics, pipelines, workflows, ws
 from stox_gateway.api.timing import RequestTimingMiddleware
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings
@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(workflows.router)
+    app.include_router(pipelines.router)
     app.include_router(auth.router)
     app.include_router(health.router)
     app.include_router(ws.router)

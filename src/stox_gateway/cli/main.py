@@ -11,7 +11,7 @@ import typer
 from stox_gateway import __version__
 from stox_gateway.cli.operator import config_app, db_app, workflows_app
 from stox_gateway.cli.settings import ConfigOption, load_cli_settings
-from stox_gateway.engine.definitions import STEP_TYPES
+from stox_gateway.engine.definitions import NAME, STEP_TYPES, load_definitions
 
 _R = TypeVar("_R")
 
@@ -44,6 +44,14 @@ def serve(
     import uvicorn
 
     settings = _settings(config)
+    if settings.workers.embedded and not settings.workers.noop:
+        from stox_gateway.sdk.runner import embedded_handlers
+
+        try:
+            embedded_handlers(settings)  # an import error ends the command with one line
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
@@ -78,13 +86,24 @@ def serve(
 
 @app.command()
 def worker(
-    step: Annotated[str, typer.Argument(help=f"one of: {', '.join(STEP_TYPES)}")],
+    step: Annotated[
+        str, typer.Argument(help=f"a step type of a pipeline; built in: {', '.join(STEP_TYPES)}")
+    ],
     config: ConfigOption = None,
+    handler: Annotated[
+        str | None,
+        typer.Option(
+            help="the async handler(ctx) -> dict to run, as package.module:function "
+            "(default: the step type's reference service)"
+        ),
+    ] = None,
     noop: Annotated[bool, typer.Option(help="answer every step at once with {}")] = False,
 ) -> None:
-    """Run one reference service against the configured bus (RabbitMQ)."""
-    if step not in STEP_TYPES:
-        typer.echo(f"error: unknown step {step!r}; choose one of {', '.join(STEP_TYPES)}", err=True)
+    """Serve one step type against the configured bus (RabbitMQ)."""
+    from stox_gateway.sdk.runner import default_handler, load_handler, run_worker
+
+    if not NAME.fullmatch(step):
+        typer.echo(f"error: malformed step type {step!r}: use [a-z][a-z0-9_]{{0,63}}", err=True)
         raise typer.Exit(2)
     settings = _settings(config)
     if settings.event_bus == "memory":
@@ -94,9 +113,20 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
-    from stox_gateway.sdk.runner import run_worker
-
-    status = run_on_fast_loop(run_worker(settings, step, noop=noop))
+    try:
+        if handler is not None:
+            chosen = load_handler(handler)
+        elif not (noop or settings.workers.noop):
+            chosen = default_handler(settings, step)
+        else:
+            chosen = None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if step not in load_definitions(settings).step_types:
+        # Not an error: the gateways may run another configuration than this worker.
+        typer.echo(f"warning: no pipeline in this configuration has a step {step!r}", err=True)
+    status = run_on_fast_loop(run_worker(step, chosen, settings=settings, noop=noop))
     if status:
         raise typer.Exit(status)
 

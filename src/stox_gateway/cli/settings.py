@@ -16,6 +16,7 @@ from pydantic_settings import SettingsError
 from stox_gateway.config.errors import config_error_lines, mask_url_passwords
 from stox_gateway.config.safety import InsecureSettings, enforce
 from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
+from stox_gateway.engine.definitions import DefinitionError, load_definitions
 from stox_gateway.observability.logging import configure_logging
 
 ConfigOption = Annotated[
@@ -33,7 +34,8 @@ def load_cli_settings(config: Path | None, *, enforce_production: bool = True) -
         settings = load_settings(config)
         if enforce_production:
             enforce(settings)  # refuse insecure production settings before anything starts
-    except (ConfigFileNotFound, InsecureSettings) as exc:
+        load_definitions(settings)  # a bad pipeline stops every command, with one line
+    except (ConfigFileNotFound, InsecureSettings, DefinitionError) as exc:
         typer.echo(f"error: {mask_url_passwords(str(exc))}", err=True)
         raise typer.Exit(2) from exc
     except (ValidationError, SettingsError, yaml.YAMLError, ValueError) as exc:

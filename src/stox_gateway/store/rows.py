@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from stox_gateway.engine.definitions import stored_definition
 from stox_gateway.engine.models import Step, StepStatus, Workflow, WorkflowStatus
 from stox_gateway.store.port import OutboxRow
 from stox_gateway.wire import OutgoingMessage
@@ -55,6 +56,7 @@ def workflow_row(wf: Workflow) -> dict[str, Any]:
         "created_at": wf.created_at,
         "updated_at": wf.updated_at,
         "completed_at": wf.completed_at,
+        "definition": wf.definition.to_dict(),
     }
 
 
@@ -68,6 +70,7 @@ def workflow_from_row(row: Any, step_list: list[Step]) -> Workflow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         correlation_id=row["correlation_id"],
+        definition=stored_definition(row["definition"], row["type"], step_list),
         owner=row["owner"],
         completed_at=row["completed_at"],
         error=row["error"],
