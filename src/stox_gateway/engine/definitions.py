@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,6 @@ from stox_gateway.engine.errors import UnknownWorkflowType
 
 if TYPE_CHECKING:
     from stox_gateway.config.settings import PipelineSettings, Settings, WorkflowSettings
-    from stox_gateway.engine.models import Step
 
 PRODUCT_UPLOAD = "product_upload"
 # The seed's pipeline, and the step types that have a reference service.
@@ -110,16 +109,6 @@ def linear(
             for i, (t, timeout, attempts) in enumerate(steps)
         ),
     )
-
-
-def stored_definition(
-    data: Mapping[str, Any] | None, workflow_type: str, steps: Sequence[Step]
-) -> WorkflowDefinition:
-    """A workflow row's definition; a row without one ran the seed's chain of its steps."""
-    if data is None:
-        chain = [(s.type, s.timeout_seconds, s.max_attempts) for s in steps]
-        return linear(workflow_type, chain, DEFAULT_RETRY_BACKOFF)
-    return WorkflowDefinition.from_dict(data)
 
 
 class Definitions:

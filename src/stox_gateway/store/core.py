@@ -21,7 +21,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -48,18 +48,20 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+# Each adapter registers itself by its URL's backend name (`SqlStore.backend`); `store/sql.py`,
+# the entry point, imports both, so the core never imports an adapter (no import circle).
+_ADAPTERS: dict[str, type[SqlStore]] = {}
+
+
 def adapter_for(url: str) -> type[SqlStore]:
     """The store class for a database URL: the one place that picks an adapter."""
     backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
-        from stox_gateway.store.sqlite import SqliteStore
-
-        return SqliteStore
-    if backend == "postgresql":
-        from stox_gateway.store.postgres import PostgresStore
-
-        return PostgresStore
-    raise ValueError(f"database.url: unsupported database {backend!r} (sqlite or postgresql)")
+    try:
+        return _ADAPTERS[backend]
+    except KeyError:
+        raise ValueError(
+            f"database.url: unsupported database {backend!r} (sqlite or postgresql)"
+        ) from None
 
 
 @dataclass(slots=True)
@@ -81,6 +83,13 @@ class OutboxClaim:
 
 class SqlStore:
     """`WorkflowStore` on SQLAlchemy Core; `SqlStore(url)` is the URL's adapter."""
+
+    backend: ClassVar[str] = ""  # the URL backend an adapter serves (`sqlite`, `postgresql`)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.backend:
+            _ADAPTERS[cls.backend] = cls
 
     def __new__(cls, url: str, **_options: Any) -> SqlStore:
         return object.__new__(adapter_for(url) if cls is SqlStore else cls)

@@ -39,6 +39,8 @@ IDLE_BEFORE_PING = 1.0  # seconds a pooled connection may rest before it is ping
 
 
 class PostgresStore(SqlStore):
+    backend = "postgresql"
+
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
         self._relay_engine: AsyncEngine | None = None  # the outbox relay's connections

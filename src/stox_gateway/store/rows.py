@@ -6,11 +6,11 @@ The one place that knows which column holds which field (a new column goes here,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from stox_gateway.engine.definitions import stored_definition
+from stox_gateway.engine.definitions import DEFAULT_RETRY_BACKOFF, WorkflowDefinition, linear
 from stox_gateway.engine.models import Step, StepStatus, Workflow, WorkflowStatus
 from stox_gateway.store.port import OutboxRow
 from stox_gateway.wire import OutgoingMessage
@@ -58,6 +58,16 @@ def workflow_row(wf: Workflow) -> dict[str, Any]:
         "completed_at": wf.completed_at,
         "definition": wf.definition.to_dict(),
     }
+
+
+def stored_definition(
+    data: Mapping[str, Any] | None, workflow_type: str, steps: Sequence[Step]
+) -> WorkflowDefinition:
+    """A workflow row's definition; a row without one ran the seed's chain of its steps."""
+    if data is None:
+        chain = [(s.type, s.timeout_seconds, s.max_attempts) for s in steps]
+        return linear(workflow_type, chain, DEFAULT_RETRY_BACKOFF)
+    return WorkflowDefinition.from_dict(data)
 
 
 def workflow_from_row(row: Any, step_list: list[Step]) -> Workflow:

@@ -42,6 +42,8 @@ INLINE_WHILE_BUSY_BELOW = 0.1
 
 
 class SqliteStore(SqlStore):
+    backend = "sqlite"
+
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
         self._sqlite: SqliteThread | None = None  # the hot path's thread
