@@ -29,7 +29,7 @@ from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
-from stox_gateway.engine.definitions import default_definitions
+from stox_gateway.engine.definitions import load_definitions
 from stox_gateway.engine.errors import CompletionRejected, Unavailable, WorkflowNotFound
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Completion
@@ -105,8 +105,9 @@ class Runtime:
                 await bus.start()
                 stack.push_async_callback(bus.close)
 
-            definitions = default_definitions(settings.workflow)
-            # Step queues exist before the first step is sent, so a step waits for its service.
+            definitions = load_definitions(settings)
+            # Step queues exist before the first step is sent, so a step waits for its service:
+            # every step type of every pipeline, whether a service for it runs yet or not.
             for step_type in sorted(definitions.step_types):
                 await bus.declare(step_queue(step_type, prefix))
 
@@ -238,7 +239,13 @@ class Runtime:
         else:
             from stox_gateway.services.registry import reference_handlers
 
-            handlers = reference_handlers(settings)
+            # The reference services of the configured step types; other types wait for
+            # workers of their own (`stox-gateway worker TYPE --handler ...`).
+            handlers = {
+                t: h
+                for t, h in reference_handlers(settings).items()
+                if t in self.engine.definitions.step_types
+            }
         reporter = make_reporter(settings, self.bus, grpc_target=f"127.0.0.1:{self.grpc_port}")
         stack.push_async_callback(reporter.close)
         for step_type, handler in sorted(handlers.items()):

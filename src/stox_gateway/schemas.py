@@ -60,6 +60,11 @@ class ProductUploadRequest(BaseModel):
     images: list[ImageReference] = Field(default_factory=list, max_length=MAX_IMAGES)
     category: str = Field("", max_length=200)
     price: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
+    workflow_type: str | None = Field(
+        None,
+        max_length=64,
+        description="the pipeline to run (GET /api/v1/pipelines); default: workflow.default_type",
+    )
 
 
 class UploadAccepted(BaseModel):
@@ -120,6 +125,7 @@ class CompletionEnvelope(StepCompletedRequest):
 class StepView(BaseModel):
     id: str
     type: str
+    after: list[str] = Field(default_factory=list, description="the step types it waits for")
     status: Literal["pending", "running", "completed", "failed"]
     attempts: int
     max_attempts: int
@@ -143,6 +149,28 @@ class WorkflowView(BaseModel):
     error: str | None
     correlation_id: str
     seq: int = Field(description="seq of the last update: resume the WebSocket from here")
+    definition: PipelineView = Field(description="the definition the workflow started with")
+
+
+class PipelineStepView(BaseModel):
+    type: str
+    after: list[str]
+    timeout: float = Field(description="seconds one attempt may take")
+    max_attempts: int
+    retry_backoff: float = Field(description="seconds before the first retry (then doubling)")
+
+
+class PipelineView(BaseModel):
+    """A workflow type's graph of steps (DESIGN §10); `version` hashes the rest."""
+
+    type: str
+    version: str
+    steps: list[PipelineStepView]
+
+
+class PipelinesView(BaseModel):
+    default_type: str
+    pipelines: list[PipelineView]
 
 
 class ErrorBody(BaseModel):

@@ -41,10 +41,11 @@ def update_to_wire(update: Update) -> JSON:
     }
 
 
-def step_to_wire(step: Step) -> JSON:
+def step_to_wire(step: Step, after: tuple[str, ...] = ()) -> JSON:
     return {
         "id": step.id,
         "type": step.type,
+        "after": list(after),
         "status": str(step.status),
         "attempts": step.attempts,
         "max_attempts": step.max_attempts,
@@ -64,7 +65,8 @@ def workflow_to_wire(workflow: Workflow) -> JSON:
         "status": str(workflow.status),
         "product": workflow.product,
         "current_step": current.type if current and not workflow.status.ended else None,
-        "steps": [step_to_wire(s) for s in workflow.steps],
+        "steps": [step_to_wire(s, workflow.after(s)) for s in workflow.steps],
+        "definition": workflow.definition.to_dict(),
         "created_at": workflow.created_at,
         "updated_at": workflow.updated_at,
         "completed_at": workflow.completed_at,

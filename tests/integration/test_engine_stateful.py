@@ -89,7 +89,10 @@ DEFINITIONS = Definitions(
     {
         PRODUCT_UPLOAD: WorkflowDefinition(
             PRODUCT_UPLOAD,
-            tuple(StepDefinition(t, TIMEOUT, MAX_ATTEMPTS) for t in STEP_TYPES),
+            tuple(
+                StepDefinition(t, STEP_TYPES[i - 1 : i], TIMEOUT, MAX_ATTEMPTS)
+                for i, t in enumerate(STEP_TYPES)
+            ),
         )
     }
 )
@@ -103,7 +106,7 @@ SETTINGS = settings(
 )
 
 
-def backoff(failed_attempt: int) -> float:
+def backoff(failed_attempt: int, _base: float) -> float:
     """Deterministic: the retry of attempt n starts 0.5·n s later."""
     return 0.5 * failed_attempt
 

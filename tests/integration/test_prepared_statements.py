@@ -45,7 +45,7 @@ def writes_of_a_creation_and_a_completion() -> list[tuple[Prepared, list[dict[st
         Completion(wf.id, step.id, step.type, True, result={"url": "x.png", "n": 3}, attempt=1),
         now=now,
         new_id=new_id,
-        backoff=lambda _attempt: 1.0,
+        backoff=lambda _attempt, _base: 1.0,
     )
     writes = sql._Writes()
     writes.new_workflows.append(sql._workflow_row(wf))

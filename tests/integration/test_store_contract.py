@@ -126,7 +126,7 @@ async def test_the_outbox_holds_each_message_until_marked_sent(any_store: SqlSto
 
 async def test_a_delayed_message_waits_for_its_time(any_store: SqlStore) -> None:
     wf = await create(any_store)
-    engine = WorkflowEngine(any_store, default_definitions(), backoff=lambda _a: 30.0)
+    engine = WorkflowEngine(any_store, default_definitions(), backoff=lambda _a, _b: 30.0)
     async with any_store.claim_outbox(datetime.now(UTC) + timedelta(seconds=1)) as batch:
         await batch.mark_sent([r.id for r in batch.rows])
     await engine.complete_step(completion(wf, 0, success=False))

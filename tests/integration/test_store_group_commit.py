@@ -88,7 +88,9 @@ async def store(database: Database) -> SqlStore:
 
 def engine_for(store: SqlStore, **kwargs: Any) -> WorkflowEngine:
     """An engine whose failed attempts are retried at once (no backoff to wait for)."""
-    return WorkflowEngine(store, default_definitions(), backoff=lambda _attempt: 0.0, **kwargs)
+    return WorkflowEngine(
+        store, default_definitions(), backoff=lambda _attempt, _base: 0.0, **kwargs
+    )
 
 
 def new_id() -> str:

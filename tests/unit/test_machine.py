@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stox_gateway.engine import machine
-from stox_gateway.engine.definitions import default_definitions
-from stox_gateway.engine.errors import StaleAttempt, StepMismatch, StepNotRunning, WorkflowEnded
+from stox_gateway.engine.definitions import StepDefinition, WorkflowDefinition, default_definitions
+from stox_gateway.engine.errors import (
+    StaleAttempt,
+    StepMismatch,
+    StepNotRunning,
+    WorkflowEnded,
+    WorkflowNotFailed,
+)
 from stox_gateway.engine.models import Completion, StepStatus, UpdateType, Workflow, WorkflowStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -22,7 +29,7 @@ def new_id() -> str:
     return f"id-{next(_ids)}"
 
 
-def no_backoff(_attempt: int) -> float:
+def no_backoff(_attempt: int, _base: float) -> float:
     return 0.0
 
 
@@ -30,7 +37,7 @@ def started(max_attempts: int = 3) -> machine.Transition:
     definition = default_definitions().get("product_upload")
     definition = type(definition)(
         definition.type,
-        tuple(type(s)(s.type, s.timeout_seconds, max_attempts) for s in definition.steps),
+        tuple(dataclasses.replace(s, max_attempts=max_attempts) for s in definition.steps),
     )
     return machine.create(
         definition,
@@ -171,7 +178,7 @@ def test_retries_wait_for_the_backoff() -> None:
         Completion(wf.id, step.id, step.type, False, error="x"),
         now=T0,
         new_id=new_id,
-        backoff=lambda attempt: 4.0 * attempt,
+        backoff=lambda attempt, _base: 4.0 * attempt,
     )
     assert t.events[0].available_at == T0 + timedelta(seconds=4)
     assert t.workflow.steps[0].deadline_at == T0 + timedelta(seconds=4 + step.timeout_seconds)
@@ -281,3 +288,253 @@ def test_only_a_failed_workflow_can_be_retried() -> None:
 
     with pytest.raises(WorkflowNotFailed):
         machine.retry(started().workflow, budget=3, now=T0, new_id=new_id)
+
+
+# -- parallel branches: any DAG, any order of reports, failures, retries, cancel -------------
+
+
+@st.composite
+def dags(draw: st.DrawFn, max_steps: int = 7) -> WorkflowDefinition:
+    """A random acyclic pipeline: a hidden ranking decides who may wait for whom, and the
+    definition order is not the ranking (an `after` may name a later item)."""
+    n = draw(st.integers(1, max_steps))
+    names = [f"s{i}" for i in range(n)]
+    rank = draw(st.permutations(range(n)))
+    steps = []
+    for i in range(n):
+        earlier = [names[j] for j in range(n) if rank[j] < rank[i]]
+        after = draw(st.lists(st.sampled_from(earlier), unique=True)) if earlier else []
+        steps.append(StepDefinition(names[i], tuple(after), 30.0, draw(st.integers(1, 3))))
+    return WorkflowDefinition("dag", tuple(steps))
+
+
+Action = tuple[str, int, bool, str, bool]  # kind, step index, success, attempt kind, retryable
+ACTIONS = st.tuples(
+    st.sampled_from(["report", "report", "report", "time_out", "retry", "cancel"]),
+    st.integers(0, 6),
+    st.booleans(),
+    st.sampled_from(["current", "current", "stale", "none"]),
+    st.booleans(),
+)
+
+
+class DagRun:
+    """Applies actions to one workflow and checks the rules after every transition."""
+
+    def __init__(self, definition: WorkflowDefinition) -> None:
+        self.definition = definition
+        self.now = T0
+        t = machine.create(
+            definition,
+            workflow_id="wf",
+            product={"name": "Lamp"},
+            correlation_id="corr",
+            owner=None,
+            now=T0,
+            new_id=new_id,
+        )
+        self.messages: list[tuple[str, int]] = []  # (step id, attempt) of every step message
+        self.updates: list[int] = []
+        self.wf = t.workflow
+        self.take(t, before=None)
+
+    def take(self, t: machine.Transition, before: Workflow | None) -> None:
+        wf = t.workflow
+        start = before.seq if before else 0
+        assert [u.seq for u in t.updates] == list(range(start + 1, wf.seq + 1)), "seq gap"
+        self.updates.extend(u.seq for u in t.updates)
+        done = {s.type for s in wf.steps if s.status is StepStatus.COMPLETED}
+        for e in t.events:
+            if e.routing_key.startswith("step."):
+                self.messages.append((e.body["step_id"], e.body["attempt"]))
+                # the message carries every completed step's result, by type
+                assert set(e.body["data"]["results"]) == done
+        if before is not None:
+            newly = {s.id for s in wf.steps if s.status is StepStatus.COMPLETED} - {
+                s.id for s in before.steps if s.status is StepStatus.COMPLETED
+            }
+            assert len(newly) <= 1, "two steps completed by one report"
+            lost = {s.id for s in before.steps if s.status is StepStatus.COMPLETED} - {
+                s.id for s in wf.steps if s.status is StepStatus.COMPLETED
+            }
+            assert not lost, "a completed result was lost"
+        self.wf = wf
+        self.check()
+
+    def check(self) -> None:
+        wf = self.wf
+        by_type = {s.type: s for s in wf.steps}
+        for step in wf.steps:
+            if step.attempts:  # started at least once: only after all of its `after`
+                assert all(by_type[a].status is StepStatus.COMPLETED for a in wf.after(step)), (
+                    f"{step.type} ran before its after {wf.after(step)}"
+                )
+            attempts = sorted(a for i, a in self.messages if i == step.id)
+            assert attempts == list(range(1, step.attempts + 1)), (
+                f"{step.type}: attempt {step.attempts}, messages for {attempts}"
+            )
+            assert step.attempts <= step.max_attempts
+        statuses = [s.status for s in wf.steps]
+        ready = [
+            s
+            for s in wf.steps
+            if s.status is StepStatus.PENDING
+            and all(by_type[a].status is StepStatus.COMPLETED for a in wf.after(s))
+        ]
+        if wf.status is WorkflowStatus.PROCESSING:
+            assert StepStatus.FAILED not in statuses
+            assert StepStatus.RUNNING in statuses, "processing, but nothing runs: stuck"
+            assert not ready, f"ready steps left waiting: {[s.type for s in ready]}"
+            running = [s for s in wf.steps if s.status is StepStatus.RUNNING]
+            assert wf.current_step == running[0]
+        elif wf.status is WorkflowStatus.COMPLETED:
+            assert all(s is StepStatus.COMPLETED for s in statuses)
+            assert wf.current_step is None
+        elif wf.status is WorkflowStatus.FAILED:
+            assert statuses.count(StepStatus.FAILED) == 1
+            assert StepStatus.RUNNING not in statuses
+        elif wf.status is WorkflowStatus.CANCELLED:
+            assert StepStatus.RUNNING not in statuses
+        assert self.updates == list(range(1, wf.seq + 1))
+
+    def act(self, action: Action) -> None:
+        kind, index, success, attempt_kind, retryable = action
+        wf = self.wf
+        step = wf.steps[index % len(wf.steps)]
+        try:
+            if kind == "report":
+                attempt = {
+                    "current": step.attempts,
+                    "stale": max(1, step.attempts - 1),
+                    "none": None,
+                }[attempt_kind]
+                t = machine.complete_step(
+                    wf,
+                    Completion(
+                        wf.id,
+                        step.id,
+                        step.type,
+                        success,
+                        result={"by": step.type} if success else None,
+                        error=None if success else "broke",
+                        attempt=attempt,
+                        retryable=retryable,
+                    ),
+                    now=self.now,
+                    new_id=new_id,
+                    backoff=no_backoff,
+                )
+            elif kind == "time_out":
+                self.now += timedelta(seconds=31)
+                t = machine.time_out_step(
+                    wf, step.id, step.attempts, now=self.now, new_id=new_id, backoff=no_backoff
+                )
+            elif kind == "retry":
+                t = machine.retry(wf, now=self.now, new_id=new_id)
+            else:
+                t = machine.cancel(wf, now=self.now, new_id=new_id)
+        except (StepMismatch, StepNotRunning, WorkflowEnded, StaleAttempt, WorkflowNotFailed):
+            return
+        if t.applied:
+            self.take(t, before=wf)
+
+    def finish(self) -> None:
+        """Services that succeed from now on: a processing or failed workflow completes."""
+        for _ in range(4 * len(self.wf.steps) + 2):
+            if self.wf.status is WorkflowStatus.FAILED:
+                self.take(machine.retry(self.wf, now=self.now, new_id=new_id), before=self.wf)
+            if self.wf.status is not WorkflowStatus.PROCESSING:
+                break
+            running = [s for s in self.wf.steps if s.status is StepStatus.RUNNING]
+            step = running[-1]  # the last first: completions in another order than started
+            completion = Completion(self.wf.id, step.id, step.type, True, result={"by": step.type})
+            t = machine.complete_step(
+                self.wf, completion, now=self.now, new_id=new_id, backoff=no_backoff
+            )
+            self.take(t, before=self.wf)
+
+
+@settings(max_examples=300, deadline=None)
+@given(definition=dags(), actions=st.lists(ACTIONS, max_size=30))
+def test_any_dag_runs_each_step_after_its_after_once_per_attempt(
+    definition: WorkflowDefinition, actions: list[Action]
+) -> None:
+    run = DagRun(definition)
+    roots = [s.type for s in definition.steps if not s.after]
+    assert [s.type for s in run.wf.steps if s.status is StepStatus.RUNNING] == roots
+    for action in actions:
+        run.act(action)
+    if run.wf.status is not WorkflowStatus.CANCELLED:
+        run.finish()
+        assert run.wf.status is WorkflowStatus.COMPLETED
+        assert run.wf.results() == {s.type: {"by": s.type} for s in definition.steps}
+
+
+LISTING_PLUS = WorkflowDefinition(
+    "listing_plus",
+    (
+        StepDefinition("image_processing"),
+        StepDefinition("ai_enhancement", ("image_processing",)),
+        StepDefinition("translation", ("image_processing",), 30.0, 2),
+        StepDefinition("seo_generation", ("ai_enhancement", "translation")),
+    ),
+)
+
+
+def plus_started() -> Workflow:
+    return machine.create(
+        LISTING_PLUS,
+        workflow_id="plus",
+        product={"name": "Lamp"},
+        correlation_id="corr",
+        owner=None,
+        now=T0,
+        new_id=new_id,
+    ).workflow
+
+
+def test_branches_start_together_and_the_fan_in_waits_for_all() -> None:
+    wf = complete(plus_started(), 0, result={"thumbs": 2}).workflow
+    assert [s.status for s in wf.steps] == [
+        StepStatus.COMPLETED,
+        StepStatus.RUNNING,
+        StepStatus.RUNNING,
+        StepStatus.PENDING,
+    ]
+    assert wf.current_step is not None and wf.current_step.type == "ai_enhancement"
+    wf = complete(wf, 2, result={"fr": "Lampe"}).workflow
+    assert wf.steps[3].status is StepStatus.PENDING  # ai_enhancement still runs
+    assert wf.current_step is not None and wf.current_step.type == "ai_enhancement"
+    t = complete(wf, 1, result={"copy": "nice"})
+    (seo,) = [e for e in t.events if e.routing_key == "step.seo_generation"]
+    assert seo.body["data"]["results"] == {
+        "image_processing": {"thumbs": 2},
+        "ai_enhancement": {"copy": "nice"},
+        "translation": {"fr": "Lampe"},
+    }
+
+
+def test_a_branch_failing_for_good_fails_the_workflow_without_waiting_for_its_sibling() -> None:
+    wf = complete(plus_started(), 0).workflow
+    t = complete(wf, 2, success=False, error="no French", retryable=False)
+    wf = t.workflow
+    assert wf.status is WorkflowStatus.FAILED
+    assert t.updates[-1].type is UpdateType.WORKFLOW_FAILED
+    assert wf.steps[1].status is StepStatus.PENDING and wf.steps[1].deadline_at is None
+    assert wf.current_step is None
+    with pytest.raises(WorkflowEnded):
+        complete(wf, 1)  # the sibling's late report: 409 workflow_ended
+    t = machine.retry(wf, now=T0, new_id=new_id)
+    wf = t.workflow
+    assert [s.status for s in wf.steps[:3]] == [StepStatus.COMPLETED] + [StepStatus.RUNNING] * 2
+    assert (wf.steps[1].attempts, wf.steps[2].attempts) == (2, 2)
+    assert wf.steps[2].max_attempts == 1 + 2  # a fresh budget from the stored definition
+    assert sorted(e.routing_key for e in t.events) == ["step.ai_enhancement", "step.translation"]
+
+
+def test_cancel_stops_every_running_branch() -> None:
+    wf = complete(plus_started(), 0).workflow
+    wf = machine.cancel(wf, now=T0, new_id=new_id).workflow
+    assert [s.status for s in wf.steps[1:3]] == [StepStatus.FAILED, StepStatus.FAILED]
+    with pytest.raises(WorkflowEnded):
+        complete(wf, 2)

@@ -12,7 +12,7 @@ from stox_gateway import __version__, dashboard
 from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
 from stox_gateway.api.rate_limit import RateLimitMiddleware
-from stox_gateway.api.routes import auth, health, metrics, workflows, ws
+from stox_gateway.api.routes import auth, health, metrics, pipelines, workflows, ws
 from stox_gateway.api.timing import RequestTimingMiddleware
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.state.runtime = None
     install_error_handlers(app)
     app.include_router(workflows.router)
+    app.include_router(pipelines.router)
     app.include_router(auth.router)
     app.include_router(health.router)
     app.include_router(ws.router)

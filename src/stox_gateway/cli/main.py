@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from stox_gateway import __version__
 from stox_gateway.config.safety import InsecureSettings, enforce
 from stox_gateway.config.settings import ConfigFileNotFound, Settings, load_settings
-from stox_gateway.engine.definitions import STEP_TYPES
+from stox_gateway.engine.definitions import NAME, STEP_TYPES, DefinitionError, load_definitions
 from stox_gateway.observability.logging import configure_logging
 
 app = typer.Typer(
@@ -48,7 +48,8 @@ def load_cli_settings(config: Path | None, *, enforce_production: bool = True) -
         settings = load_settings(config)
         if enforce_production:
             enforce(settings)  # refuse insecure production settings before anything starts
-    except (ConfigFileNotFound, InsecureSettings) as exc:
+        load_definitions(settings)  # a bad pipeline stops every command, with one line
+    except (ConfigFileNotFound, InsecureSettings, DefinitionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     except ValidationError as exc:
@@ -92,13 +93,24 @@ def serve(
 
 @app.command()
 def worker(
-    step: Annotated[str, typer.Argument(help=f"one of: {', '.join(STEP_TYPES)}")],
+    step: Annotated[
+        str, typer.Argument(help=f"a step type of a pipeline; built in: {', '.join(STEP_TYPES)}")
+    ],
     config: ConfigOption = None,
+    handler: Annotated[
+        str | None,
+        typer.Option(
+            help="the async handler(ctx) -> dict to run, as package.module:function "
+            "(default: the step type's reference service)"
+        ),
+    ] = None,
     noop: Annotated[bool, typer.Option(help="answer every step at once with {}")] = False,
 ) -> None:
-    """Run one reference service against the configured bus (RabbitMQ)."""
-    if step not in STEP_TYPES:
-        typer.echo(f"error: unknown step {step!r}; choose one of {', '.join(STEP_TYPES)}", err=True)
+    """Serve one step type against the configured bus (RabbitMQ)."""
+    from stox_gateway.sdk.runner import default_handler, load_handler, run_worker
+
+    if not NAME.fullmatch(step):
+        typer.echo(f"error: malformed step type {step!r}: use [a-z][a-z0-9_]{{0,63}}", err=True)
         raise typer.Exit(2)
     settings = _settings(config)
     if settings.event_bus == "memory":
@@ -108,9 +120,17 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
-    from stox_gateway.sdk.runner import run_worker
-
-    run_on_fast_loop(run_worker(settings, step, noop=noop))
+    try:
+        if handler is not None:
+            chosen = load_handler(handler)
+        elif not (noop or settings.workers.noop):
+            chosen = default_handler(settings, step)
+        else:
+            chosen = None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    run_on_fast_loop(run_worker(step, chosen, settings=settings, noop=noop))
 
 
 def run_on_fast_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -20,7 +20,7 @@ from rich.table import Table
 from stox_gateway import codec
 from stox_gateway.config.safety import production_problems
 from stox_gateway.config.settings import Settings
-from stox_gateway.engine.definitions import default_definitions
+from stox_gateway.engine.definitions import load_definitions
 from stox_gateway.engine.errors import StoxError
 from stox_gateway.engine.models import WorkflowStatus
 from stox_gateway.engine.service import WorkflowEngine
@@ -49,7 +49,7 @@ async def _engine(settings: Settings) -> AsyncIterator[WorkflowEngine]:
     store = SqlStore(settings.database.url.get_secret_value(), schema=settings.database.schema_name)
     await store.start()
     try:
-        yield WorkflowEngine(store, default_definitions(settings.workflow))
+        yield WorkflowEngine(store, load_definitions(settings))
     finally:
         await store.close()
 

@@ -80,13 +80,36 @@ class ServicesSettings(BaseModel):
 
 
 class StepPolicy(BaseModel):
-    """Deadline and attempts of one step type; the workflow definition's defaults."""
+    """Deadline, attempts and backoff of one step type: the defaults of its pipeline items."""
 
     timeout: Duration = timedelta(seconds=60)
     max_attempts: int = Field(default=3, ge=1)
+    retry_backoff: Duration | None = Field(
+        default=None, description="first retry after ~this (default: workflow.retry_backoff)"
+    )
+
+
+class PipelineStep(BaseModel):
+    """One item of `pipelines.<name>.steps` (DESIGN §10); unset fields come from
+    `workflow.steps.<type>`, then the built-in defaults."""
+
+    model_config = {"extra": "forbid"}
+
+    type: str
+    after: list[str] | None = None  # None: the item before it; []: starts at once
+    timeout: Duration | None = None
+    max_attempts: int | None = Field(default=None, ge=1)
+    retry_backoff: Duration | None = None
+
+
+class PipelineSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    steps: list[PipelineStep] = Field(default_factory=list)
 
 
 class WorkflowSettings(BaseModel):
+    default_type: str = "product_upload"
     steps: dict[str, StepPolicy] = Field(default_factory=dict)
     retry_backoff: Duration = timedelta(seconds=1)
     retry_backoff_max: Duration = timedelta(seconds=60)
@@ -185,6 +208,10 @@ class Settings(BaseSettings):
     grpc: GrpcSettings = GrpcSettings()
     auth: AuthSettings = AuthSettings()
     tracing: TracingSettings = TracingSettings()
+    pipelines: dict[str, PipelineSettings] = Field(
+        default_factory=dict,
+        description="workflow types as graphs of steps; product_upload is built in (DESIGN §10)",
+    )
     replica_id: str = Field(
         default="", description="names this replica's update queue; random if empty"
     )

@@ -32,7 +32,8 @@ from stox_gateway.engine.models import (
 )
 
 NewId = Callable[[], str]
-Backoff = Callable[[int], float]  # failed attempt number → seconds before the next one
+# (failed attempt number, the step's retry_backoff in seconds) → seconds before the next one
+Backoff = Callable[[int, float], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ def create(
     now: datetime,
     new_id: NewId,
 ) -> Transition:
-    """A new workflow, already processing its first step."""
+    """A new workflow, already running the steps that wait for nothing."""
     steps = tuple(
         Step(
             id=new_id(),
@@ -142,6 +143,7 @@ def create(
         created_at=now,
         updated_at=now,
         correlation_id=correlation_id,
+        definition=definition,
         owner=owner,
     )
     b = _Builder(workflow, now, new_id)
@@ -150,15 +152,16 @@ def create(
         UpdateType.WORKFLOW_STARTED,
         {
             "workflow_type": definition.type,
+            "version": definition.version,
             "product": product,
-            "steps": [{"step_id": s.id, "step_type": s.type} for s in steps],
+            "steps": [
+                {"step_id": s.id, "step_type": s.type, "after": list(d.after)}
+                for s, d in zip(steps, definition.steps, strict=True)
+            ],
         },
     )
     b.event("workflow.start")
-    if steps:
-        _start_step(b, steps[0])
-    else:
-        _complete_workflow(b)
+    _advance(b)
     return b.build()
 
 
@@ -228,17 +231,18 @@ def time_out_step(
 
 
 def cancel(workflow: Workflow, *, now: datetime, new_id: NewId) -> Transition:
-    """Stop a workflow that has not ended; its running step's late report will be refused."""
+    """Stop a workflow that has not ended; its running steps' late reports will be refused."""
     if workflow.status.ended:
         raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
     b = _Builder(workflow, now, new_id)
     running = workflow.current_step
-    if running is not None and running.status is StepStatus.RUNNING:
-        b.set_step(
-            running.evolve(
-                status=StepStatus.FAILED, completed_at=now, deadline_at=None, error="cancelled"
+    for step in workflow.steps:
+        if step.status is StepStatus.RUNNING:
+            b.set_step(
+                step.evolve(
+                    status=StepStatus.FAILED, completed_at=now, deadline_at=None, error="cancelled"
+                )
             )
-        )
     b.workflow = b.workflow.evolve(
         status=WorkflowStatus.CANCELLED, completed_at=now, error="cancelled by request"
     )
@@ -246,37 +250,25 @@ def cancel(workflow: Workflow, *, now: datetime, new_id: NewId) -> Transition:
     return b.build()
 
 
-def retry(workflow: Workflow, *, budget: int, now: datetime, new_id: NewId) -> Transition:
-    """Resume a failed workflow from its failed step, keeping the results before it.
+def retry(
+    workflow: Workflow, *, budget: int | None = None, now: datetime, new_id: NewId
+) -> Transition:
+    """Resume a failed workflow from its failed step(s), keeping every completed result.
 
-    The step gets a fresh budget of attempts; attempt numbers keep growing, so a late report
-    from before the retry is still fenced off.
+    Each resumed step gets a fresh budget of attempts (`budget`, else its definition's
+    `max_attempts`); attempt numbers keep growing, so a late report from before the retry is
+    still fenced off. Steps a failure interrupted start again with it.
     """
     if workflow.status is not WorkflowStatus.FAILED:
         raise WorkflowNotFailed(
             f"workflow {workflow.id} is {workflow.status}; only a failed one can be retried"
         )
-    failed = next(s for s in workflow.steps if s.status is StepStatus.FAILED)
     b = _Builder(workflow, now, new_id)
     b.workflow = b.workflow.evolve(status=WorkflowStatus.PROCESSING, completed_at=None, error=None)
-    step = failed.evolve(
-        status=StepStatus.PENDING,
-        completed_at=None,
-        max_attempts=failed.attempts + budget,
-    )
-    b.update(
-        UpdateType.STEP_RETRYING,
-        {
-            "step_id": step.id,
-            "step_type": step.type,
-            "attempt": step.attempts + 1,
-            "max_attempts": step.max_attempts,
-            "error": failed.error,
-            "retry_in_seconds": 0,
-            "manual": True,
-        },
-    )
-    _start_step(b, step, last_error=failed.error)
+    for failed in workflow.steps:
+        if failed.status is StepStatus.FAILED:
+            b.set_step(failed.evolve(status=StepStatus.PENDING, completed_at=None))
+    _advance(b, budget=budget)
     return b.build()
 
 
@@ -311,6 +303,41 @@ def _start_step(
     b.event(f"step.{step.type}", step=step, delay=delay, mandatory=True)
 
 
+def _advance(b: _Builder, *, budget: int | None = None) -> None:
+    """Start every pending step whose `after` have all completed (in definition order); when
+    every step has completed, complete the workflow.
+
+    A step that ran before (a retry's) gets a fresh budget of attempts and says it is retried.
+    """
+    wf = b.workflow
+    done = {s.type for s in wf.steps if s.status is StepStatus.COMPLETED}
+    if len(done) == len(wf.steps):
+        _complete_workflow(b)
+        return
+    for step in wf.steps:
+        if step.status is not StepStatus.PENDING or not all(t in done for t in wf.after(step)):
+            continue
+        if step.attempts == 0:
+            _start_step(b, step)
+            continue
+        d = wf.step_definition(step.type)
+        fresh = budget if budget is not None else (d.max_attempts if d else step.max_attempts)
+        step = step.evolve(max_attempts=step.attempts + fresh)
+        b.update(
+            UpdateType.STEP_RETRYING,
+            {
+                "step_id": step.id,
+                "step_type": step.type,
+                "attempt": step.attempts + 1,
+                "max_attempts": step.max_attempts,
+                "error": step.error,
+                "retry_in_seconds": 0,
+                "manual": True,
+            },
+        )
+        _start_step(b, step, last_error=step.error)
+
+
 def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
     step = b.set_step(
         step.evolve(
@@ -325,18 +352,15 @@ def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
         UpdateType.STEP_COMPLETED,
         {"step_id": step.id, "step_type": step.type, "attempt": step.attempts, "result": result},
     )
-    following = [s for s in b.workflow.steps if s.position > step.position]
-    if following:
-        _start_step(b, following[0])
-    else:
-        _complete_workflow(b)
+    _advance(b)
 
 
 def _fail_attempt(
     b: _Builder, step: Step, error: str, *, retryable: bool, backoff: Backoff
 ) -> None:
     if retryable and step.attempts < step.max_attempts:
-        delay = backoff(step.attempts)
+        d = b.workflow.step_definition(step.type)
+        delay = backoff(step.attempts, d.retry_backoff_seconds if d else 1.0)
         b.update(
             UpdateType.STEP_RETRYING,
             {
@@ -353,6 +377,17 @@ def _fail_attempt(
     b.set_step(
         step.evolve(status=StepStatus.FAILED, completed_at=b.now, deadline_at=None, error=error)
     )
+    # Siblings still running are not waited for: back to pending, so their late reports are
+    # refused (the workflow ended) and a retry starts them again.
+    for sibling in b.workflow.steps:
+        if sibling.status is StepStatus.RUNNING:
+            b.set_step(
+                sibling.evolve(
+                    status=StepStatus.PENDING,
+                    deadline_at=None,
+                    error=f"interrupted: {step.type} failed",
+                )
+            )
     message = f"{step.type} failed after {step.attempts} attempt(s): {error}"
     b.workflow = b.workflow.evolve(status=WorkflowStatus.FAILED, completed_at=b.now, error=message)
     data: dict[str, Any] = {"error": message, "step_id": step.id, "step_type": step.type}

@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from stox_gateway.engine.definitions import StepDefinition, WorkflowDefinition
+
 JSON = dict[str, Any]
 
 
@@ -75,6 +77,7 @@ class Workflow:
     created_at: datetime
     updated_at: datetime
     correlation_id: str
+    definition: WorkflowDefinition  # the graph it started with; a changed config is not it
     owner: str | None = None
     completed_at: datetime | None = None
     error: str | None = None
@@ -82,14 +85,16 @@ class Workflow:
 
     @property
     def current_step(self) -> Step | None:
-        """The step in hand: the running one, else the first not completed (None when done)."""
-        for step in self.steps:
-            if step.status is StepStatus.RUNNING:
-                return step
-        for step in self.steps:
-            if step.status is not StepStatus.COMPLETED:
-                return step
-        return None
+        """The first running step in definition order; None when none runs."""
+        return next((s for s in self.steps if s.status is StepStatus.RUNNING), None)
+
+    def after(self, step: Step) -> tuple[str, ...]:
+        """The step types `step` waits for, by the workflow's own definition."""
+        d = self.step_definition(step.type)
+        return d.after if d else ()
+
+    def step_definition(self, step_type: str) -> StepDefinition | None:
+        return self.definition.step(step_type)
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)

@@ -20,7 +20,7 @@ import structlog
 from stox_gateway import codec
 from stox_gateway.bus.outbox_relay import maybe_crash
 from stox_gateway.engine import machine
-from stox_gateway.engine.definitions import PRODUCT_UPLOAD, Definitions
+from stox_gateway.engine.definitions import Definitions
 from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.engine.models import (
     JSON,
@@ -58,10 +58,10 @@ class ExponentialBackoff:
     cap: timedelta = timedelta(seconds=60)
     rng: random.Random | None = None
 
-    def __call__(self, failed_attempt: int) -> float:
-        ceiling = min(
-            self.cap.total_seconds(), self.base.total_seconds() * 2 ** (failed_attempt - 1)
-        )
+    def __call__(self, failed_attempt: int, base: float | None = None) -> float:
+        """`base` (seconds): the step's own `retry_backoff`, instead of this one's."""
+        first = self.base.total_seconds() if base is None else base
+        ceiling = min(self.cap.total_seconds(), first * 2 ** (failed_attempt - 1))
         draw = (self.rng or _JITTER).random()
         return float(ceiling * (0.5 + draw / 2))
 
@@ -100,11 +100,12 @@ class WorkflowEngine:
         *,
         correlation_id: str | None = None,
         owner: str | None = None,
-        workflow_type: str = PRODUCT_UPLOAD,
+        workflow_type: str | None = None,
         idempotency_key: str | None = None,
     ) -> Workflow:
         """Start a workflow. With `idempotency_key`, a repeat of the same request (same key,
         same product, same owner) returns the workflow the first one started."""
+        workflow_type = workflow_type or self._definitions.default_type
         definition = self._definitions.get(workflow_type)
         workflow_id = new_id()
         transition = machine.create(
@@ -161,12 +162,8 @@ class WorkflowEngine:
 
     async def retry(self, workflow_id: str) -> Workflow:
         def decide(workflow: Workflow) -> machine.Transition:
-            definition = self._definitions.get(workflow.type)
-            failed = next((s for s in workflow.steps if s.status.value == "failed"), None)
-            budget = next(
-                (d.max_attempts for d in definition.steps if failed and d.type == failed.type), 1
-            )
-            return machine.retry(workflow, budget=budget, now=self._clock(), new_id=new_id)
+            # The budget comes from the workflow's own stored definition, not today's config.
+            return machine.retry(workflow, now=self._clock(), new_id=new_id)
 
         transition = await self._store.change(workflow_id, decide)
         self._committed(transition)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
+import os
 import signal
+import sys
 from typing import Any
 
 import structlog
@@ -36,14 +40,64 @@ def noop_handler_for(settings: Settings) -> StepHandler:
     return slow_noop
 
 
-async def run_worker(settings: Settings, step_type: str, *, noop: bool = False) -> None:
-    handler: StepHandler
+def load_handler(spec: str) -> StepHandler:
+    """`package.module:function` → the async handler it names (the working directory is on
+    the import path, as for `uvicorn app:app`). Raises `ValueError` saying what is wrong."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--handler {spec!r}: write it as package.module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--handler {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ValueError(f"--handler {spec!r}: {module_name} has no {attribute!r}")
+    if not inspect.iscoroutinefunction(target) and not inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an instance with an async __call__
+    ):
+        raise ValueError(f"--handler {spec!r}: not an async function (async def f(ctx) -> dict)")
+    handler: StepHandler = target
+    return handler
+
+
+def default_handler(settings: Settings, step_type: str) -> StepHandler:
+    """The reference service of `step_type`; `ValueError` when it has none."""
+    from stox_gateway.services.registry import reference_handlers
+
+    handlers = reference_handlers(settings)
+    if step_type not in handlers:
+        raise ValueError(
+            f"step type {step_type!r} has no built-in handler (those are "
+            f"{', '.join(handlers)}); give one with --handler package.module:function"
+        )
+    return handlers[step_type]
+
+
+async def run_worker(
+    step_type: str,
+    handler: StepHandler | None = None,
+    *,
+    settings: Settings | None = None,
+    noop: bool = False,
+) -> None:
+    """Serve `step_type` with `handler` until SIGTERM or SIGINT, then finish the steps in hand.
+
+    `settings` default to the configuration (`config.yaml`, `STOX_*`), which must name a shared
+    broker (`event_bus: rabbitmq`). Without `handler` the step type's reference service runs.
+    """
+    if settings is None:
+        from stox_gateway.config.settings import load_settings
+
+        settings = load_settings()
     if noop or settings.workers.noop:
         handler = noop_handler_for(settings)
-    else:
-        from stox_gateway.services.registry import reference_handlers
-
-        handler = reference_handlers(settings)[step_type]
+    elif handler is None:
+        handler = default_handler(settings, step_type)
     stop_tracing = setup_tracing(settings.tracing)
     bus = make_bus(settings)
     await bus.start()

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from stox_gateway import codec
+from stox_gateway.engine.definitions import stored_definition
 from stox_gateway.engine.errors import IdempotencyConflict, Unavailable, WorkflowNotFound
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import (
@@ -848,6 +849,7 @@ def _workflow_row(wf: Workflow) -> dict[str, Any]:
         "created_at": wf.created_at,
         "updated_at": wf.updated_at,
         "completed_at": wf.completed_at,
+        "definition": wf.definition.to_dict(),
     }
 
 
@@ -892,6 +894,7 @@ def _workflow_from_row(row: Any, step_list: list[Step]) -> Workflow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         correlation_id=row["correlation_id"],
+        definition=stored_definition(row["definition"], row["type"], step_list),
         owner=row["owner"],
         completed_at=row["completed_at"],
         error=row["error"],

@@ -57,6 +57,9 @@ workflows = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("completed_at", UTCDateTime, nullable=True),
+    # The definition it started with (`WorkflowDefinition.to_dict()`); a migration filled
+    # the rows from before; written for every new one.
+    sa.Column("definition", Json, nullable=True),
     sa.Index(None, "created_at"),
     sa.Index(None, "status", "created_at"),
     sa.Index(None, "owner", "created_at"),

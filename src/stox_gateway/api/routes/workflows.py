@@ -57,13 +57,15 @@ async def upload(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> JsonResponse:
-    """Start a `product_upload` workflow; its progress is pushed on `/ws`.
+    """Start a workflow of `workflow_type` (default: `workflow.default_type`, an unknown one is
+    `422`); its progress is pushed on `/ws`.
 
     With an `Idempotency-Key` header, repeating the request returns the same workflow; the
     same key with another body is `422`.
     """
     workflow = await rt.engine.create(
-        product.model_dump(mode="json"),
+        product.model_dump(mode="json", exclude={"workflow_type"}),
+        workflow_type=product.workflow_type,
         correlation_id=correlation_id(request) or None,
         owner=who.user_id,
         idempotency_key=idempotency_key,
