@@ -112,10 +112,10 @@ export class PipelineGraph {
       const sig = signature(node);
       if (box.__signature !== sig) {
         box.__signature = sig;
-        box.replaceChildren(...[this.card(node, index)].flat(Infinity).filter(Boolean),
-          node.after.length
-            ? h('p', { class: 'sr-only' }, `Runs after ${node.after.map(stepLabel).join(' and ')}.`)
-            : null);
+        const waits = node.after.length
+          ? h('p', { class: 'sr-only' }, `Runs after ${node.after.map(stepLabel).join(' and ')}.`)
+          : null;
+        box.replaceChildren(...[this.card(node, index), waits].flat(Infinity).filter(Boolean));
       }
       this.decorate(box, node);
     });

@@ -5,7 +5,7 @@
 
 import { gateway } from './api.js';
 import { h } from './dom.js';
-import { duration, stepLabel } from './format.js';
+import { stepLabel } from './format.js';
 import { graphOf, levelsText, PipelineGraph } from './pipeline-graph.js';
 
 export class PipelinePicker {
@@ -18,7 +18,7 @@ export class PipelinePicker {
     });
     this.hint = h('p', { class: 'hint', id: 'upload-type-hint', 'data-testid': 'upload-type-hint' });
     this.graph = new PipelineGraph({
-      label: 'Steps of the chosen workflow type',
+      label: 'Pipeline preview',
       testid: 'pipeline-preview',
       card: (node, index) => [
         h('span', { class: 'step-icon', 'aria-hidden': 'true' }, String(index + 1)),
@@ -86,7 +86,7 @@ export class PipelinePicker {
 function policy(spec) {
   if (!spec) return '';
   const parts = [];
-  if (typeof spec.timeout === 'number') parts.push(`timeout ${duration(spec.timeout * 1000)}`);
+  if (typeof spec.timeout === 'number') parts.push(`timeout ${Number(spec.timeout.toFixed(3))} s`);
   if (spec.max_attempts) parts.push(`${spec.max_attempts} attempt${spec.max_attempts > 1 ? 's' : ''}`);
   return parts.join(' · ');
 }
