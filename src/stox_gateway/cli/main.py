@@ -68,11 +68,25 @@ def serve(
     host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
     port: Annotated[int | None, typer.Option(help="overrides server.port")] = None,
     reload: Annotated[bool, typer.Option(help="restart on code changes (development)")] = False,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TYPE=package.module:function: a handler the gateway runs itself for that "
+            "step type (as workers.handlers); repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway: HTTP API, WebSocket, engine, outbox relay and (embedded) services."""
     import uvicorn
 
+    from stox_gateway.cli.handlers import check_handlers, with_handlers
+
     settings = _settings(config)
+    try:
+        settings = check_handlers(with_handlers(settings, handler or []))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
