@@ -193,7 +193,7 @@ def assert_completed_as_a_graph(workflow: dict[str, Any]) -> None:
 def test_the_readme_s_files_are_the_examples_files() -> None:
     files = [b for b in readme_blocks() if b.kind == "file"]
     assert {b.name for b in files} == {
-        "examples/add_a_step/config.yaml",
+        "examples/add_a_step/pipeline.yaml",
         "examples/add_a_step/translation.py",
     }
     for block in files:
