@@ -104,6 +104,13 @@ async def test_a_parallel_pipeline_is_a_graph_whose_branches_change_state_live(
         await report(gateway.url, workflow, "image_processing", result={"count": 0, "images": []})
         await expect_states(page, "completed", "running", "running", "pending")
         await expect(edges(page, ".edge-done")).to_have_count(2)
+        # The list names both running branches.
+        await page.get_by_test_id("nav-workflows").click()
+        await expect(page.get_by_test_id("workflow-row-step")).to_have_text(
+            "AI enhancement · Translation"
+        )
+        await page.get_by_test_id("workflow-link").click()
+        await expect_states(page, "completed", "running", "running", "pending")
         # ... one branch ends while the other still runs; the fan-in waits for both.
         await report(gateway.url, workflow, "translation", result={"text": "Filzpantoffeln"})
         await expect_states(page, "completed", "running", "completed", "pending")

@@ -217,6 +217,10 @@ export function reduce(previous, message) {
     default:
       break; // an update type this page does not know yet: keep the seq, change nothing
   }
+  // Parallel branches: the first running step in definition order, as the gateway answers it.
+  if (wf.status === 'processing') {
+    wf.current_step = wf.steps.find((s) => s.status === 'running')?.type ?? wf.current_step;
+  }
   wf.seq = seq;
   wf.updated_at = at;
   return wf;
