@@ -230,7 +230,7 @@ class Runtime:
         self.auth_client = client
 
     async def _start_embedded_workers(self, stack: contextlib.AsyncExitStack) -> None:
-        from stox_gateway.sdk.runner import load_handler, noop_handler_for
+        from stox_gateway.sdk.runner import noop_handler_for
 
         settings = self.settings
         handlers: Mapping[str, StepHandler]
@@ -242,13 +242,9 @@ class Runtime:
             # The reference services of the configured step types; other types wait for
             # workers of their own (`stox-gateway worker TYPE --handler ...`).
             handlers = {
-                **{
-                    t: h
-                    for t, h in reference_handlers(settings).items()
-                    if t in self.engine.definitions.step_types
-                },
-                # Handlers of your own (`workers.handlers`, `serve --handler TYPE=mod:func`).
-                **{t: load_handler(spec) for t, spec in settings.workers.handlers.items()},
+                t: h
+                for t, h in reference_handlers(settings).items()
+                if t in self.engine.definitions.step_types
             }
         reporter = make_reporter(settings, self.bus, grpc_target=f"127.0.0.1:{self.grpc_port}")
         stack.push_async_callback(reporter.close)

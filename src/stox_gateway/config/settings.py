@@ -128,13 +128,6 @@ class WorkersSettings(BaseModel):
     gateway_url: str = "http://localhost:8080"
     gateway_grpc: str = "localhost:50052"
     concurrency: int = Field(default=8, ge=1)
-    handlers: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "step type -> package.module:function: handlers the gateway runs itself "
-            "(workers.embedded), beside the reference services"
-        ),
-    )
     effects_log: Path | None = Field(
         default=None,
         description="SQLite effects journal: each attempt handled once, repeats answered from it",
