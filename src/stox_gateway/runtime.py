@@ -230,7 +230,7 @@ class Runtime:
         self.auth_client = client
 
     async def _start_embedded_workers(self, stack: contextlib.AsyncExitStack) -> None:
-        from stox_gateway.sdk.runner import noop_handler_for
+        from stox_gateway.sdk.runner import embedded_handlers, noop_handler_for
 
         settings = self.settings
         handlers: Mapping[str, StepHandler]
@@ -246,6 +246,7 @@ class Runtime:
                 for t, h in reference_handlers(settings).items()
                 if t in self.engine.definitions.step_types
             }
+            handlers.update(embedded_handlers(settings))
         reporter = make_reporter(settings, self.bus, grpc_target=f"127.0.0.1:{self.grpc_port}")
         stack.push_async_callback(reporter.close)
         for step_type, handler in sorted(handlers.items()):

@@ -98,7 +98,7 @@ def _keys(model: type[BaseModel] | BaseModel, prefix: str = "") -> set[str]:
 def _yaml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in data.items():
-        if isinstance(value, dict) and name not in ("steps", "pipelines"):
+        if isinstance(value, dict) and name not in ("steps", "pipelines", "handlers"):
             keys |= _yaml_keys(value, f"{prefix}{name}.")
         else:
             keys.add(f"{prefix}{name}")

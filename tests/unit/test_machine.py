@@ -20,6 +20,7 @@ from stox_gateway.engine.errors import (
     WorkflowNotFailed,
 )
 from stox_gateway.engine.models import Completion, StepStatus, UpdateType, Workflow, WorkflowStatus
+from tests.strategies import dags
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = itertools.count()
@@ -291,21 +292,6 @@ def test_only_a_failed_workflow_can_be_retried() -> None:
 
 
 # -- parallel branches: any DAG, any order of reports, failures, retries, cancel -------------
-
-
-@st.composite
-def dags(draw: st.DrawFn, max_steps: int = 7) -> WorkflowDefinition:
-    """A random acyclic pipeline: a hidden ranking decides who may wait for whom, and the
-    definition order is not the ranking (an `after` may name a later item)."""
-    n = draw(st.integers(1, max_steps))
-    names = [f"s{i}" for i in range(n)]
-    rank = draw(st.permutations(range(n)))
-    steps = []
-    for i in range(n):
-        earlier = [names[j] for j in range(n) if rank[j] < rank[i]]
-        after = draw(st.lists(st.sampled_from(earlier), unique=True)) if earlier else []
-        steps.append(StepDefinition(names[i], tuple(after), 30.0, draw(st.integers(1, 3))))
-    return WorkflowDefinition("dag", tuple(steps))
 
 
 Action = tuple[str, int, bool, str, bool]  # kind, step index, success, attempt kind, retryable

@@ -79,14 +79,22 @@ def serve(
     """Run the gateway: HTTP API, WebSocket, engine, outbox relay and (embedded) services."""
     import uvicorn
 
-    from stox_gateway.cli.handlers import check_handlers, with_handlers
+    from stox_gateway.cli.handlers import with_handlers
 
     settings = _settings(config)
     try:
-        settings = check_handlers(with_handlers(settings, handler or []))
+        settings = with_handlers(settings, handler or [])
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if settings.workers.embedded and not settings.workers.noop:
+        from stox_gateway.sdk.runner import embedded_handlers
+
+        try:
+            embedded_handlers(settings)  # an import error ends the command with one line
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
@@ -144,6 +152,9 @@ def worker(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if step not in load_definitions(settings).step_types:
+        # Not an error: the gateways may run another configuration than this worker.
+        typer.echo(f"warning: no pipeline in this configuration has a step {step!r}", err=True)
     run_on_fast_loop(run_worker(step, chosen, settings=settings, noop=noop))
 
 

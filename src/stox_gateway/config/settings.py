@@ -132,6 +132,13 @@ class WorkersSettings(BaseModel):
         default=None,
         description="SQLite effects journal: each attempt handled once, repeats answered from it",
     )
+    handlers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "embedded workers: step type → package.module:function, beside (or instead of) "
+            "the reference services; how a step of your own runs on the in-memory bus"
+        ),
+    )
 
 
 class WebSocketSettings(BaseModel):

@@ -194,6 +194,11 @@ def load_definitions(settings: Settings) -> Definitions:
             raise DefinitionError(
                 f"workflow.steps.{step_type}: no pipeline has a step {step_type!r}"
             )
+    for step_type in settings.workers.handlers:
+        if step_type not in used:
+            raise DefinitionError(
+                f"workers.handlers.{step_type}: no pipeline has a step {step_type!r}"
+            )
     return Definitions(by_type, workflow.default_type)
 
 

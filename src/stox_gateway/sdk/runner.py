@@ -65,6 +65,17 @@ def load_handler(spec: str) -> StepHandler:
     return handler
 
 
+def embedded_handlers(settings: Settings) -> dict[str, StepHandler]:
+    """`workers.handlers`, loaded; `ValueError` naming the key of one that does not load."""
+    handlers = {}
+    for step_type, spec in settings.workers.handlers.items():
+        try:
+            handlers[step_type] = load_handler(spec)
+        except ValueError as exc:
+            raise ValueError(f"workers.handlers.{step_type}: {exc}") from exc
+    return handlers
+
+
 def default_handler(settings: Settings, step_type: str) -> StepHandler:
     """The reference service of `step_type`; `ValueError` when it has none."""
     from stox_gateway.services.registry import reference_handlers
