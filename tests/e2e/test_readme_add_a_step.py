@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.e2e]
 SECTION = re.compile(r"^## Add a step\n(.*?)(?=^## )", re.S | re.M)
 BLOCK = re.compile(r"<!-- add-a-step (\w+): ([^>]*?) -->\n```\w*\n(.*?)```", re.S)
 STEPS = ("image_processing", "ai_enhancement", "translation", "seo_generation")
-WAIT_SECONDS = 60.0
+WAIT_SECONDS = 120.0  # a condition wait; generous for a loaded machine
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,8 @@ def upload_and_follow(run: Run, blocks: list[Block]) -> dict[str, Any]:
         workflow: dict[str, Any] = json.loads(run.run(status_block, WORKFLOW_ID=workflow_id))
         if workflow["status"] in ("completed", "failed", "cancelled"):
             return workflow
-        assert time.monotonic() < deadline, f"still {workflow['status']}:\n{run.logs()}"
+        steps = {s["type"]: s["status"] for s in workflow["steps"]}
+        assert time.monotonic() < deadline, f"still {workflow['status']} {steps}:\n{run.logs()}"
         time.sleep(0.2)
 
 
