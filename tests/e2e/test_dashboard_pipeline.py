@@ -128,6 +128,23 @@ async def test_a_parallel_pipeline_is_a_graph_whose_branches_change_state_live(
         )
         await page.screenshot(path=str(tmp_path / "graph.png"), full_page=True)
 
+        # On a narrow screen the columns become rows: the branches stand side by side across.
+        await page.set_viewport_size({"width": 600, "height": 900})
+        await page.wait_for_function(
+            """() => {
+                const box = (t) => document.querySelector(`[data-testid="step-${t}"]`)
+                    .getBoundingClientRect();
+                return box('ai_enhancement').top === box('translation').top;
+            }""",
+            timeout=20_000,
+        )
+        image, ai, translation, seo = [await box(page, t) for t in STATES]
+        assert ai["x"] + ai["width"] <= translation["x"]
+        assert image["y"] + image["height"] <= ai["y"]
+        assert ai["y"] + ai["height"] <= seo["y"]
+        await expect(edges(page)).to_have_count(4)
+        await page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
+
 
 async def test_a_workflow_without_a_definition_is_drawn_as_its_chain_of_steps(
     page: Page, tmp_path: Path

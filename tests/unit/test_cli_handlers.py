@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from stox_gateway.cli.handlers import with_handlers
-from stox_gateway.cli.main import app
-from tests.support import make_settings
+from tests.support import REPO, make_settings
 
 PIPELINES = {"listing_plus": {"steps": [{"type": "image_processing"}, {"type": "translation"}]}}
 HANDLER = "examples.add_a_step.translation:translate"
@@ -49,20 +50,31 @@ def test_handlers_on_a_gateway_without_embedded_workers_are_refused_not_ignored(
         with_handlers(settings, [f"translation={HANDLER}"])
 
 
-def test_serve_says_what_is_wrong_in_one_line_and_exits_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STOX_DATABASE__URL", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
-    answer = CliRunner().invoke(app, ["serve", "--handler", f"poetry={HANDLER}"])
-    assert answer.exit_code == 2
-    assert answer.output.strip() == (
-        "error: workers.handlers.poetry: no pipeline has a step 'poetry'"
+def serve(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    # A process of its own: `serve` configures logging for the process it runs in.
+    return subprocess.run(
+        [sys.executable, "-m", "stox_gateway", "serve", *options],
+        cwd=REPO,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "STOX_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            "STOX_PIPELINES": json.dumps(PIPELINES),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_says_what_is_wrong_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    answer = serve(tmp_path, "--handler", f"poetry={HANDLER}")
+    assert answer.returncode == 2
+    assert (
+        answer.stderr.strip() == "error: workers.handlers.poetry: no pipeline has a step 'poetry'"
     )
     # One that names a known type but does not import is refused by the same check as the key.
-    answer = CliRunner().invoke(
-        app, ["serve", "--handler", "image_processing=examples.add_a_step.nowhere:f"]
-    )
-    assert answer.exit_code == 2
-    assert answer.output.startswith("error: workers.handlers.image_processing: --handler")
-    assert "cannot import 'examples.add_a_step.nowhere'" in answer.output
+    answer = serve(tmp_path, "--handler", "translation=examples.add_a_step.nowhere:f")
+    assert answer.returncode == 2
+    assert answer.stderr.startswith("error: workers.handlers.translation: --handler")
+    assert "cannot import 'examples.add_a_step.nowhere'" in answer.stderr
+    assert len(answer.stderr.strip().splitlines()) == 1
