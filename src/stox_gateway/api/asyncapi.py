@@ -5,28 +5,46 @@ Generated from the same pydantic models the code validates with, so it cannot dr
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from stox_gateway import __version__
-from stox_gateway.engine.definitions import STEP_TYPES
 from stox_gateway.routing import (
     GATEWAY_UPDATE,
     STEP_COMPLETED,
     WORKFLOW_COMPLETED,
     WORKFLOW_FAILED,
     WORKFLOW_START,
+    step_queue,
     step_routing_key,
 )
 from stox_gateway.schemas import CompletionEnvelope, StepEnvelope, UpdateMessage
+
+if TYPE_CHECKING:
+    from stox_gateway.engine.definitions import WorkflowDefinition
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(ref_template="#/components/schemas/{model}")
 
 
-def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
+def step_users(pipelines: Iterable[WorkflowDefinition]) -> dict[str, list[str]]:
+    """Every step type of every pipeline, in first-seen order, with the pipelines using it."""
+    users: dict[str, list[str]] = {}
+    for pipeline in pipelines:
+        for step in pipeline.steps:
+            users.setdefault(step.type, []).append(pipeline.type)
+    return users
+
+
+def asyncapi_document(
+    pipelines: Iterable[WorkflowDefinition],
+    exchange: str = "workflow_exchange",
+    queue_prefix: str = "stox",
+) -> dict[str, Any]:
+    """The document for these pipelines: one `step.<type>` channel per step type of any."""
     schemas: dict[str, Any] = {}
     for model in (StepEnvelope, CompletionEnvelope, UpdateMessage):
         schema = _schema(model)
@@ -76,12 +94,15 @@ def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
             "send",
         ),
     }
-    for step in STEP_TYPES:
+    queues: dict[str, str] = {}
+    for step, used_by in step_users(pipelines).items():
         events[step_routing_key(step)] = (
             "StepEnvelope",
-            f"a {step} step is due (first try or retry): the service's work",
+            f"a {step} step is due (first try or retry): the service's work; "
+            f"in pipeline(s) {', '.join(used_by)}",
             "send",
         )
+        queues[step_routing_key(step)] = step_queue(queue_prefix, step)
     for key, (schema_name, summary, action) in events.items():
         channel_id = key.replace(".", "_")
         channels[channel_id] = {
@@ -89,6 +110,12 @@ def asyncapi_document(exchange: str = "workflow_exchange") -> dict[str, Any]:
             "messages": {schema_name: message(key, schema_name, summary)},
             "bindings": amqp_binding,
         }
+        if key in queues:
+            # Workers compete on one durable queue per step type (DESIGN §10).
+            channels[channel_id]["description"] = (
+                f"Consumed from the durable queue `{queues[key]}` (dead letters to "
+                f"`{queues[key]}.dead`)."
+            )
         operations[f"{action}_{channel_id}"] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{channel_id}"},

@@ -39,11 +39,25 @@ def serve(
     host: Annotated[str | None, typer.Option(help="overrides server.host")] = None,
     port: Annotated[int | None, typer.Option(help="overrides server.port")] = None,
     reload: Annotated[bool, typer.Option(help="restart on code changes (development)")] = False,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TYPE=package.module:function: a handler the gateway runs itself for that "
+            "step type (as workers.handlers); repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway: HTTP API, WebSocket, engine, outbox relay and (embedded) services."""
     import uvicorn
 
+    from stox_gateway.cli.handlers import with_handlers
+
     settings = _settings(config)
+    try:
+        settings = with_handlers(settings, handler or [])
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if settings.workers.embedded and not settings.workers.noop:
         from stox_gateway.sdk.runner import embedded_handlers
 

@@ -126,13 +126,18 @@ def upgrade(config: ConfigOption = None) -> None:
 
 @config_app.command("check")
 def check(config: ConfigOption = None) -> None:
-    """Validate the configuration and print what it resolves to (secrets masked)."""
-    settings = _load(config)
+    """Validate the configuration and print what it resolves to (secrets masked), then each
+    pipeline as a graph; a bad pipeline is refused with the one line that names its key."""
+    from stox_gateway.cli.pipeline_text import pipelines_text
+
+    settings = _load(config)  # a bad pipeline ends here, with its one line (exit status 2)
+    definitions = load_definitions(settings)
     resolved: dict[str, Any] = settings.model_dump(mode="json")
     # Addresses are worth seeing; their passwords are not.
     resolved["database"]["url"] = _without_password(settings.database.url.get_secret_value())
     resolved["rabbitmq"]["url"] = _without_password(settings.rabbitmq.url.get_secret_value())
     typer.echo(yaml.safe_dump(resolved, sort_keys=False).rstrip())
+    typer.echo("\n" + pipelines_text(definitions, definitions.default_type))
     problems = production_problems(settings)
     if settings.is_production and problems:
         typer.echo("\nnot fit for production:\n  - " + "\n  - ".join(problems), err=True)

@@ -69,6 +69,12 @@ async def _health(request: Request) -> JsonResponse:
 
 @router.get("/asyncapi.json", include_in_schema=False)
 async def asyncapi(request: Request) -> JsonResponse:
-    """The AsyncAPI document of the bus messages and WebSocket updates."""
-    exchange = request.app.state.settings.rabbitmq.exchange
-    return JsonResponse(asyncapi_document(exchange))
+    """The AsyncAPI document of the bus messages and WebSocket updates, with a channel for
+    every step type of the pipelines this gateway runs."""
+    from stox_gateway.engine.definitions import load_definitions
+
+    settings = request.app.state.settings
+    runtime = getattr(request.app.state, "runtime", None)
+    definitions = runtime.engine.definitions if runtime else load_definitions(settings)
+    rabbitmq = settings.rabbitmq
+    return JsonResponse(asyncapi_document(definitions, rabbitmq.exchange, rabbitmq.queue_prefix))

@@ -121,6 +121,7 @@ export const gateway = {
     return api(`/api/v1/workflow/list?${query}`);
   },
   status: (id) => api(`/api/v1/workflow/status?workflow_id=${encodeURIComponent(id)}`),
+  pipelines: () => api('/api/v1/pipelines'),
   upload: (product, idempotencyKey) => api('/api/v1/workflow/upload', {
     method: 'POST', json: product, headers: { 'Idempotency-Key': idempotencyKey },
   }),

@@ -130,11 +130,19 @@ function row(workflow) {
       'data-testid': 'workflow-link' }, name),
     h('div', { class: 'muted mono small' }, workflow.id.slice(0, 8))),
   h('td', {}, statusBadge(workflow.status, 'workflow-row-status')),
-  h('td', { 'data-testid': 'workflow-row-step' },
-    workflow.current_step ? stepLabel(workflow.current_step) : h('span', { class: 'muted' }, '—')),
+  h('td', { 'data-testid': 'workflow-row-step' }, currentSteps(workflow)),
   h('td', {}, progress(workflow.steps ?? [])),
   h('td', { class: 'num muted', 'data-age': workflow.created_at,
     title: workflow.created_at ?? '' }, ago(workflow.created_at)));
+}
+
+function currentSteps(workflow) {
+  // Parallel branches run at once: name every running step, not only the first.
+  const running = workflow.status === 'processing'
+    ? (workflow.steps ?? []).filter((s) => s.status === 'running') : [];
+  if (running.length > 1) return running.map((s) => stepLabel(s.type)).join(' · ');
+  return workflow.current_step ? stepLabel(workflow.current_step)
+    : h('span', { class: 'muted' }, '—');
 }
 
 export function statusBadge(status, testid) {

@@ -129,7 +129,7 @@ export class Store extends EventTarget {
 function blankStep(step) {
   return {
     id: step.step_id, type: step.step_type, status: 'pending', attempts: 0, max_attempts: null,
-    started_at: null, completed_at: null, deadline_at: null, result: null, error: null,
+    ...(Array.isArray(step.after) ? { after: step.after } : {}), started_at: null, completed_at: null, deadline_at: null, result: null, error: null,
   };
 }
 
@@ -202,8 +202,8 @@ export function reduce(previous, message) {
       wf.current_step = null;
       break;
     case 'workflow_cancelled': {
-      const running = wf.steps.find((s) => s.status === 'running');
-      if (running) {
+      // Parallel branches: every step still running stops.
+      for (const running of wf.steps.filter((s) => s.status === 'running')) {
         Object.assign(running, {
           status: 'failed', completed_at: at, deadline_at: null, error: 'cancelled',
         });
@@ -216,6 +216,10 @@ export function reduce(previous, message) {
     }
     default:
       break; // an update type this page does not know yet: keep the seq, change nothing
+  }
+  // Parallel branches: the first running step in definition order, as the gateway answers it.
+  if (wf.status === 'processing') {
+    wf.current_step = wf.steps.find((s) => s.status === 'running')?.type ?? wf.current_step;
   }
   wf.seq = seq;
   wf.updated_at = at;

@@ -4,6 +4,7 @@
 import { ApiError, AuthRequired, gateway } from './api.js';
 import { announce, h } from './dom.js';
 import { newId } from './format.js';
+import { PipelinePicker } from './pipeline-picker.js';
 
 const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 const MAX_IMAGES = 20;
@@ -15,6 +16,7 @@ export class UploadView {
     this.app = app;
     this.uploaded = new WeakMap(); // File → its name in the media folder (no second upload)
     this.previews = [];
+    this.picker = new PipelinePicker();
   }
 
   mount() {
@@ -70,6 +72,7 @@ export class UploadView {
       h('div', { class: 'field-row' },
         field('upload-category', 'Category', this.category),
         field('upload-price', 'Price', this.price))),
+    this.picker.element,
     h('fieldset', {},
       h('legend', {}, 'Images'),
       field('upload-files', 'Upload image files', this.files,
@@ -79,14 +82,16 @@ export class UploadView {
         this.refs, 'One per line: a file name such as image1.jpg, or an http(s) URL.')),
     this.error,
     h('div', { class: 'form-actions' }, this.submit, this.status));
-    return h('section', { class: 'view view-upload' },
+    const view = h('section', { class: 'view view-upload' },
       h('div', { class: 'view-head' },
         h('h1', { id: 'upload-title' }, 'New product'),
         h('a', { href: '#/', class: 'button button-quiet' }, 'Back to workflows')),
       h('p', { class: 'muted lead' },
-        'The product runs through image processing, AI enhancement and SEO generation; ',
+        'The product runs through the steps of the workflow type below; ',
         'its page shows every step as it happens.'),
       this.form);
+    this.picker.load();
+    return view;
   }
 
   showFiles() {
@@ -118,7 +123,7 @@ export class UploadView {
 
   clearErrors() {
     for (const id of ['upload-name', 'upload-description', 'upload-category', 'upload-price',
-      'upload-files', 'upload-images']) this.fieldError(id, null);
+      'upload-files', 'upload-images', 'upload-type']) this.fieldError(id, null);
     this.error.hidden = true;
     this.error.textContent = '';
   }
@@ -190,8 +195,10 @@ export class UploadView {
         names.push(this.uploaded.get(file));
       }
       this.status.textContent = 'Starting the workflow…';
-      const answer = await gateway.upload({ ...input.product, images: [...names, ...input.refs] },
-        newId());
+      const type = this.picker.value;
+      const answer = await gateway.upload({
+        ...input.product, images: [...names, ...input.refs], ...(type ? { workflow_type: type } : {}),
+      }, newId());
       announce('Workflow started');
       this.app.navigate(`#/workflow/${encodeURIComponent(answer.workflow_id)}`);
     } catch (error) {
@@ -214,7 +221,8 @@ export class UploadView {
     for (const detail of error.details ?? []) {
       const [field, index] = String(detail.field ?? '').split('.');
       const id = { name: 'upload-name', description: 'upload-description',
-        category: 'upload-category', price: 'upload-price', images: 'upload-images' }[field];
+        category: 'upload-category', price: 'upload-price', images: 'upload-images',
+        workflow_type: 'upload-type' }[field];
       const where = index !== undefined ? ` (image ${Number(index) + 1})` : '';
       if (!id || !this.fieldError(id, `${detail.message}${where}`)) unplaced.push(detail.message);
     }
@@ -226,5 +234,6 @@ export class UploadView {
 
   unmount() {
     for (const url of this.previews) URL.revokeObjectURL(url);
+    this.picker.destroy();
   }
 }

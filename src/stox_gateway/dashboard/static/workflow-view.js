@@ -8,6 +8,7 @@ import {
   ago, clock, dateTime, duration, mediaUrl, parseTime, price, statusLabel, stepLabel,
 } from './format.js';
 import { statusBadge } from './list-view.js';
+import { graphOf, PipelineGraph } from './pipeline-graph.js';
 import { isEnded } from './store.js';
 
 const STEP_STATE_TEXT = {
@@ -42,9 +43,17 @@ export class WorkflowView {
     this.meta = h('p', { class: 'muted meta', 'data-testid': 'workflow-meta' });
     this.actions = h('div', { class: 'actions', 'data-testid': 'workflow-actions' });
     this.notice = h('div', { class: 'notices' });
-    this.pipeline = h('ol', {
-      class: 'pipeline', 'data-testid': 'pipeline', 'aria-label': 'Pipeline steps',
+    this.graph = new PipelineGraph({
+      card: (node, index) => stepCard(node.step ?? pendingStep(node.type), index, this.wf),
+      decorate: (box, node) => {
+        const step = node.step ?? pendingStep(node.type);
+        box.className = `step step-${step.status}`;
+        box.dataset.testid = `step-${step.type}`;
+        box.dataset.state = step.status;
+        box.dataset.attempts = String(step.attempts);
+      },
     });
+    this.pipeline = this.graph.root;
     this.results = h('div', { class: 'results', 'data-testid': 'results' });
     this.product = h('div', { class: 'card product', 'data-testid': 'product' });
     this.timeline = h('ol', { class: 'timeline', 'data-testid': 'timeline' });
@@ -83,6 +92,7 @@ export class WorkflowView {
     this.feed?.stop();
     this.feed = null;
     clearTimeout(this.reconcileTimer);
+    this.graph.destroy();
   }
 
   changed({ id, message }) {
@@ -134,20 +144,14 @@ export class WorkflowView {
     renderIfChanged(this.notice, JSON.stringify([wf.status, wf.error, this.actionError]),
       () => notices(wf, this.actionError));
     const steps = wf.steps ?? [];
-    if (this.pipeline.children.length !== steps.length) {
-      this.pipeline.replaceChildren(...steps.map(() => h('li')));
+    this.wf = wf;
+    this.graph.render(graphOf(wf), (node) => JSON.stringify([node.step?.status,
+      node.step?.attempts, node.step?.max_attempts, node.step?.started_at,
+      node.step?.completed_at, node.step?.error, wf.status]));
+    if (this.results.children.length !== steps.length) {
       this.results.replaceChildren(...steps.map(() => h('section', { class: 'card result' })));
     }
     steps.forEach((step, index) => {
-      const card = this.pipeline.children[index];
-      const stateSig = JSON.stringify([step.status, step.attempts, step.max_attempts,
-        step.started_at, step.completed_at, step.error, wf.status]);
-      if (renderIfChanged(card, stateSig, () => stepCard(step, index, wf))) {
-        card.className = `step step-${step.status}`;
-        card.dataset.testid = `step-${step.type}`;
-        card.dataset.state = step.status;
-        card.dataset.attempts = String(step.attempts);
-      }
       const panel = this.results.children[index];
       const resultSig = JSON.stringify([step.status, step.result, step.error]);
       if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf))) {
@@ -268,6 +272,10 @@ function notices(wf, actionError) {
       'data-testid': 'action-error' }, actionError));
   }
   return out;
+}
+
+function pendingStep(type) {
+  return { type, status: 'pending', attempts: 0, max_attempts: null };
 }
 
 function stepCard(step, index, wf) {
