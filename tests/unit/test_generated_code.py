@@ -16,8 +16,17 @@ def test_the_generated_grpc_code_is_fresh(tmp_path: Path) -> None:
         check=True,
         env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
     )
-    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*.py*")}
-    committed = {p.relative_to(COMMITTED): p.read_bytes() for p in COMMITTED.rglob("*.py*")}
+    fresh = _sources(tmp_path)
+    committed = _sources(COMMITTED)
     assert fresh.keys() == committed.keys()
     stale = [str(path) for path in fresh if fresh[path] != committed[path]]
     assert not stale, f"run scripts/generate_protos.sh: stale {stale}"
+
+
+def _sources(root: Path) -> dict[Path, bytes]:
+    # Sources only: importing the package leaves __pycache__/*.pyc beside them.
+    return {
+        p.relative_to(root): p.read_bytes()
+        for p in root.rglob("*")
+        if p.suffix in {".py", ".pyi"} and "__pycache__" not in p.parts
+    }
