@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from stox_gateway import codec
 from stox_gateway.api.app import create_app
@@ -218,3 +221,19 @@ def start_gateway(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[Proce
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, process)
     return process, url
+
+
+async def drop_deployment(prefix: str, exchange: str, schema: str, steps: Iterable[str]) -> None:
+    """Delete one test's queues (with their dead-letter queues), exchanges and schema."""
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in [f"{prefix}.step.{s}" for s in steps] + [f"{prefix}.gateway.completed"]:
+            await channel.queue_delete(name)
+            await channel.queue_delete(f"{name}.dead")
+        await channel.exchange_delete(exchange)
+        await channel.exchange_delete(f"{exchange}.dlx")
+    engine = create_async_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    await engine.dispose()

@@ -15,9 +15,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-import sqlalchemy as sa
 import yaml
-from sqlalchemy.ext.asyncio import create_async_engine
 
 import stox_gateway.sdk as sdk
 from stox_gateway import codec
@@ -25,6 +23,7 @@ from tests.support import (
     POSTGRES_URL,
     RABBITMQ_URL,
     Process,
+    drop_deployment,
     make_settings,
     require_server,
     running_gateway,
@@ -186,20 +185,12 @@ class Shared:
         }
 
     async def cleanup(self) -> None:
-        connection = await aio_pika.connect(RABBITMQ_URL)
-        async with connection:
-            channel = await connection.channel()
-            for step in ("image_processing", "ai_enhancement", "translation", "seo_generation"):
-                await channel.queue_delete(f"{self.prefix}.step.{step}")
-                await channel.queue_delete(f"{self.prefix}.step.{step}.dead")
-            await channel.queue_delete(f"{self.prefix}.gateway.completed")
-            await channel.queue_delete(f"{self.prefix}.gateway.completed.dead")
-            await channel.exchange_delete(self.exchange)
-            await channel.exchange_delete(f"{self.exchange}.dlx")
-        engine = create_async_engine(POSTGRES_URL)
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-        await engine.dispose()
+        await drop_deployment(
+            self.prefix,
+            self.exchange,
+            self.schema,
+            ("image_processing", "ai_enhancement", "translation", "seo_generation"),
+        )
 
 
 @pytest.fixture

@@ -9,12 +9,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
-import sqlalchemy as sa
 import websockets
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from stox_gateway import codec
 from stox_gateway.sdk.journal import Effect, read_effects
@@ -22,6 +19,7 @@ from tests.support import (
     POSTGRES_URL,
     RABBITMQ_URL,
     Process,
+    drop_deployment,
     require_server,
     start_gateway,
 )
@@ -74,20 +72,7 @@ class System:
     async def cleanup(self) -> None:
         for process in self.processes:
             process.terminate()
-        connection = await aio_pika.connect(RABBITMQ_URL)
-        async with connection:
-            channel = await connection.channel()
-            for name in [f"{self.prefix}.step.{s}" for s in STEPS] + [
-                f"{self.prefix}.gateway.completed"
-            ]:
-                await channel.queue_delete(name)
-                await channel.queue_delete(f"{name}.dead")
-            await channel.exchange_delete(self.exchange)
-            await channel.exchange_delete(f"{self.exchange}.dlx")
-        engine = create_async_engine(POSTGRES_URL)
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-        await engine.dispose()
+        await drop_deployment(self.prefix, self.exchange, self.schema, STEPS)
 
 
 @pytest.fixture
@@ -102,7 +87,10 @@ def system(tmp_path: Path) -> Iterator[System]:
 async def upload_many(urls: list[str], count: int, concurrency: int = 16) -> list[str]:
     """Upload `count` products, alternating between the gateways."""
     slots = asyncio.Semaphore(concurrency)
-    clients = [httpx.AsyncClient(base_url=u, timeout=30) for u in urls]
+    # Idle connections are dropped before the gateway's own idle timeout (5 s) closes them:
+    # with both at 5 s, a request sent on a connection the server is closing fails (ReadError).
+    limits = httpx.Limits(keepalive_expiry=1)
+    clients = [httpx.AsyncClient(base_url=u, timeout=30, limits=limits) for u in urls]
 
     async def one(i: int) -> str:
         async with slots:

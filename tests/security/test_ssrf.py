@@ -137,17 +137,24 @@ def test_public_addresses_pass_the_check() -> None:
     assert not address_allowed(ipaddress.ip_address("::ffff:10.1.2.3"))
 
 
+PUBLIC_IP = ipaddress.ip_address("127.0.0.2")
+
+
+@pytest.fixture
+def public_127_0_0_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let 127.0.0.2 pass the guard as if it were a public address (the tests' outside)."""
+    from stox_gateway.services import url_guard
+
+    real = url_guard.address_allowed
+    monkeypatch.setattr(url_guard, "address_allowed", lambda a: a == PUBLIC_IP or real(a))
+
+
+@pytest.mark.usefixtures("public_127_0_0_2")
 async def test_a_redirect_to_an_internal_address_is_refused(
     processor: ImageProcessor,
     servers: tuple[_Server, _Server],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from stox_gateway.services import url_guard
-
     internal, public = servers
-    public_ip = ipaddress.ip_address("127.0.0.2")
-    real = url_guard.address_allowed
-    monkeypatch.setattr(url_guard, "address_allowed", lambda a: a == public_ip or real(a))
     internal.redirect_to = ""
     public.redirect_to = f"http://127.0.0.1:{internal.server_address[1]}/secret.jpg"
     with pytest.raises(NonRetryable, match="not allowed"):
@@ -156,6 +163,7 @@ async def test_a_redirect_to_an_internal_address_is_refused(
     assert internal.requests == []
 
 
+@pytest.mark.usefixtures("public_127_0_0_2")
 async def test_the_connection_goes_to_the_address_that_was_checked(
     processor: ImageProcessor,
     servers: tuple[_Server, _Server],
@@ -165,10 +173,7 @@ async def test_the_connection_goes_to_the_address_that_was_checked(
     from stox_gateway.services import url_guard
 
     internal, public = servers
-    public_ip = ipaddress.ip_address("127.0.0.2")
-    real = url_guard.address_allowed
-    monkeypatch.setattr(url_guard, "address_allowed", lambda a: a == public_ip or real(a))
-    answers = iter([[public_ip], [ipaddress.ip_address("127.0.0.1")]] * 3)
+    answers = iter([[PUBLIC_IP], [ipaddress.ip_address("127.0.0.1")]] * 3)
 
     async def rebinding(host: str, port: int) -> list[Any]:
         return next(answers)

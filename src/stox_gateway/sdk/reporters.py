@@ -99,7 +99,14 @@ class HttpReporter:
         self, gateway_url: str, *, service_token: str | None = None, attempts: int = 5
     ) -> None:
         headers = {"X-Service-Token": service_token} if service_token else {}
-        self._client = httpx.AsyncClient(base_url=gateway_url, headers=headers, timeout=10.0)
+        # Idle connections expire before the gateway's idle timeout (server.idle_timeout, 5 s)
+        # closes them, so a report is not sent on a connection that is being closed.
+        self._client = httpx.AsyncClient(
+            base_url=gateway_url,
+            headers=headers,
+            timeout=10.0,
+            limits=httpx.Limits(keepalive_expiry=2),
+        )
         self._attempts = attempts
 
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
