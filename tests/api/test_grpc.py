@@ -101,6 +101,28 @@ async def test_complete_step_follows_the_http_rules(gateway: RunningGateway, stu
     assert not repeat.applied
 
 
+async def test_get_workflow_carries_the_definition_it_started_with(
+    gateway: RunningGateway, stub: Any
+) -> None:
+    workflow = await upload(gateway)
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        answer = await http.get("/api/v1/workflow/status", params={"workflow_id": workflow["id"]})
+        view = answer.json()
+    got = await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id=workflow["id"]))
+    assert got.definition.type == view["definition"]["type"] == "product_upload"
+    assert got.definition.version == view["definition"]["version"]
+    assert [
+        (s.type, list(s.after), s.timeout, s.max_attempts, s.retry_backoff)
+        for s in got.definition.steps
+    ] == [
+        (s["type"], s["after"], s["timeout"], s["max_attempts"], s["retry_backoff"])
+        for s in view["definition"]["steps"]
+    ]
+    assert [list(s.after) for s in got.steps] == [[], ["image_processing"], ["ai_enhancement"]]
+    assert got.steps[0].deadline_at.endswith("Z")
+    assert got.steps[2].deadline_at == ""
+
+
 async def test_get_of_an_unknown_workflow_is_not_found(stub: Any) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id="nope"))

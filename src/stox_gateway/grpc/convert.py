@@ -44,6 +44,8 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
                 completed_at=_text(s["completed_at"]),
                 result=to_struct(s["result"]),
                 error=_text(s["error"]),
+                after=s.get("after", []),
+                deadline_at=_text(s.get("deadline_at")),
             )
             for s in data["steps"]
         ],
@@ -53,6 +55,15 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
         error=_text(data["error"]),
         correlation_id=data["correlation_id"],
         seq=data["seq"],
+        definition=_pipeline_message(data["definition"]),
+    )
+
+
+def _pipeline_message(definition: dict[str, Any]) -> workflow_pb2.Pipeline:
+    return workflow_pb2.Pipeline(
+        type=definition["type"],
+        version=definition["version"],
+        steps=[workflow_pb2.PipelineStep(**step) for step in definition["steps"]],
     )
 
 

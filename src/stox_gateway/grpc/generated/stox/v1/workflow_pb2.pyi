@@ -52,7 +52,7 @@ class WatchWorkflowRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., since: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error")
+    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error", "after", "deadline_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,8 @@ class Step(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     status: str
@@ -71,10 +73,36 @@ class Step(_message.Message):
     completed_at: str
     result: _struct_pb2.Struct
     error: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    after: _containers.RepeatedScalarFieldContainer[str]
+    deadline_at: str
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., deadline_at: _Optional[str] = ...) -> None: ...
+
+class PipelineStep(_message.Message):
+    __slots__ = ("type", "after", "timeout", "max_attempts", "retry_backoff")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BACKOFF_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    after: _containers.RepeatedScalarFieldContainer[str]
+    timeout: float
+    max_attempts: int
+    retry_backoff: float
+    def __init__(self, type: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., timeout: _Optional[float] = ..., max_attempts: _Optional[int] = ..., retry_backoff: _Optional[float] = ...) -> None: ...
+
+class Pipeline(_message.Message):
+    __slots__ = ("type", "version", "steps")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    version: str
+    steps: _containers.RepeatedCompositeFieldContainer[PipelineStep]
+    def __init__(self, type: _Optional[str] = ..., version: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[PipelineStep, _Mapping]]] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "type", "status", "product", "current_step", "steps", "created_at", "updated_at", "completed_at", "error", "correlation_id", "seq")
+    __slots__ = ("id", "type", "status", "product", "current_step", "steps", "created_at", "updated_at", "completed_at", "error", "correlation_id", "seq", "definition")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +115,7 @@ class Workflow(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     status: str
@@ -99,7 +128,8 @@ class Workflow(_message.Message):
     error: str
     correlation_id: str
     seq: int
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., product: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., current_step: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., error: _Optional[str] = ..., correlation_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    definition: Pipeline
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., product: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., current_step: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., error: _Optional[str] = ..., correlation_id: _Optional[str] = ..., seq: _Optional[int] = ..., definition: _Optional[_Union[Pipeline, _Mapping]] = ...) -> None: ...
 
 class Update(_message.Message):
     __slots__ = ("type", "workflow_id", "seq", "timestamp", "data")
