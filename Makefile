@@ -21,8 +21,13 @@ run: $(STAMP)  ## the gateway on its embedded default: in-memory bus, SQLite, se
 run-dev: $(STAMP)  ## the same, restarting on code changes
 	$(BIN)/stox-gateway serve --reload
 
+# Two pytest workers, then the `serial` tests (they restart RabbitMQ or PostgreSQL) alone;
+# both parts always run, and the status is the first failure's.
 test: $(STAMP)  ## every test; RabbitMQ and PostgreSQL tests use the servers on 127.0.0.1
-	$(BIN)/python -m pytest
+	@status=0; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'not containers and not serial' || status=$$?; \
+	$(BIN)/python -m pytest -m 'serial and not containers' || status=$$?; \
+	exit $$status
 
 test-containers: $(STAMP)  ## builds the image and runs the compose shape (needs a Docker daemon)
 	$(BIN)/python -m pytest -m containers tests/containers -p no:cacheprovider

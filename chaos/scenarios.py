@@ -102,6 +102,8 @@ class Scenario:
     inject: Inject | None = None
     check: Check | None = None
     fault_summary: str = ""
+    # Restarts a server every test on this machine shares (the test suite runs these alone).
+    restarts_servers: bool = False
 
 
 # -- gateway faults -----------------------------------------------------------------------
@@ -543,6 +545,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "RabbitMQ restart (stop_app / start_app)",
         inject=restart_rabbitmq,
         fault_summary="stop_app, 1–3 s, start_app",
+        restarts_servers=True,
     ),
     Scenario(
         "service_sigkill_before_ack",
@@ -580,6 +583,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "PostgreSQL restart",
         inject=restart_postgres,
         fault_summary="pg_ctlcluster restart",
+        restarts_servers=True,
     ),
 )
 

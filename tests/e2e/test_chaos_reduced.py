@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from chaos import servers
 from chaos.run import run_suite
+from chaos.scenarios import SCENARIOS
 
 from tests.support import require_server
 
@@ -23,14 +24,26 @@ pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.rabbitmq, pytest.m
 
 
 @pytest.mark.timeout(1800)
-def test_no_fault_loses_a_workflow_or_applies_anything_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "restarts_servers",
+    [
+        pytest.param(False, id="process-faults"),
+        # A broker or database restart disturbs every test running beside it: `make test` runs
+        # the `serial` tests after the others, alone.
+        pytest.param(True, id="server-restarts", marks=pytest.mark.serial),
+    ],
+)
+def test_no_fault_loses_a_workflow_or_applies_anything_twice(
+    tmp_path: Path, restarts_servers: bool
+) -> None:
+    names = [s.name for s in SCENARIOS if s.restarts_servers is restarts_servers]
     require_server(5672, "RabbitMQ")
     require_server(5432, "PostgreSQL")
     table = tmp_path / "chaos-reduced.md"
     # Logs and journals outside pytest's temporary folders (which are pruned): kept when the
     # test fails, as the evidence of a failing row; removed when it passes.
     workdir = Path(tempfile.mkdtemp(prefix="chaos-reduced-"))
-    rows = asyncio.run(run_suite(reduced=True, workdir=workdir, results=[table]))
+    rows = asyncio.run(run_suite(reduced=True, scenarios=names, workdir=workdir, results=[table]))
 
     assert servers.port_open(5672), "RabbitMQ is not running after the suite"
     assert servers.port_open(5432), "PostgreSQL is not running after the suite"

@@ -184,6 +184,7 @@ async def services(serviceless_gateway: RunningGateway) -> AsyncIterator[list[Wo
     await bus.close()
 
 
+@pytest.mark.serial  # stops the broker every other test uses
 async def test_workflows_complete_across_a_broker_restart(
     serviceless_gateway: RunningGateway, services: list[Worker]
 ) -> None:
