@@ -50,6 +50,7 @@ from stox_gateway.bus.port import (
     Delivery,
     Handler,
     Message,
+    QueueCounts,
     QueueSpec,
     Reject,
     Transient,
@@ -79,6 +80,8 @@ class RabbitMQBus:
         self._dlx: AbstractExchange | None = None
         self._declared: set[str] = set()
         self._consumers: list[_Consumer] = []
+        self._counting: AbstractChannel | None = None  # passive declares only (see `counts`)
+        self._counting_lock = asyncio.Lock()
 
     @property
     def exchange_name(self) -> str:
@@ -226,6 +229,32 @@ class RabbitMQBus:
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def counts(self, queue_name: str) -> QueueCounts:
+        """From a passive declare (no management plugin needed): the broker's consumer count
+        and its ready messages (delivered but unacked ones are not counted)."""
+        if self._connection is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        async with self._counting_lock:
+            try:
+                if self._counting is None or self._counting.is_closed:
+                    # A channel of its own: a passive declare of a missing queue closes it.
+                    self._counting = await self._connection.channel(publisher_confirms=False)
+                # On aiormq's channel, so the robust channel does not re-declare it on reconnect.
+                channel = cast(aiormq.Channel, await self._counting.get_underlay_channel())
+                declared = await asyncio.wait_for(
+                    channel.queue_declare(queue_name, passive=True),
+                    self._settings.publish_timeout.total_seconds(),
+                )
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                self._counting = None
+                return QueueCounts(consumers=0, ready=0)
+            except (TimeoutError, AMQPError, OSError, RuntimeError) as exc:
+                self._counting = None
+                raise BusUnavailable(f"RabbitMQ: cannot count {queue_name!r}: {exc!r}") from exc
+        return QueueCounts(
+            consumers=int(declared.consumer_count or 0), ready=int(declared.message_count or 0)
+        )
 
     def _forget(self, consumer: _Consumer) -> None:
         with contextlib.suppress(ValueError):
