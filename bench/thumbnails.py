@@ -84,8 +84,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="CPU seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="best of this many")
     args = parser.parse_args()
+    samples = [path.read_bytes() for path in sorted(REPO.glob("media/*.jpg"))]
     sets = {
-        "media/*.jpg (800x600, 640x480)": [p.read_bytes() for p in sorted(REPO.glob("media/*.jpg"))],
+        "media/*.jpg (800x600, 640x480)": samples,
         "24 MP JPEG (6000x4000)": [photo_24mp()],
     }
     print(f"# thumbnails {SIZE[0]}x{SIZE[1]}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
