@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
 from stox_gateway.bus.memory import MemoryBus
 from stox_gateway.bus.port import Delivery
+from stox_gateway.grpc.generated.stox.v1 import workflow_pb2, workflow_pb2_grpc
 from stox_gateway.sdk.worker import step_queue
 from tests.support import RunningGateway, make_settings, running_gateway
 
@@ -82,6 +84,17 @@ async def test_a_step_without_a_service_says_what_it_waits_for(
         assert "image_processing" in services["error"]
         ready = await http.get("/health/ready")  # load balancers keep the replica
         assert ready.status_code == 200
+        target = f"127.0.0.1:{serviceless.runtime.grpc_port}"
+        async with grpc.aio.insecure_channel(target) as channel:
+            got = await workflow_pb2_grpc.WorkflowServiceStub(channel).GetWorkflow(
+                workflow_pb2.GetWorkflowRequest(workflow_id=workflow_id)
+            )
+        assert got.steps[0].waiting_for == workflow_pb2.WaitingFor(
+            service="image_processing",
+            consumers=0,
+            ready=1,
+            message=image["waiting_for"]["message"],
+        )
         metrics = (await http.get("/metrics")).text
         assert 'stox_step_queue_ready{step_type="image_processing"} 1.0' in metrics
         assert 'stox_step_queue_consumers{step_type="image_processing"} 0.0' in metrics
@@ -100,6 +113,11 @@ async def test_a_step_without_a_service_says_what_it_waits_for(
             services = (await http.get("/health")).json()["checks"]["services"]
             assert services["types"]["image_processing"] == {"consumers": 1, "ready": 0}
             assert "image_processing" not in services["error"]
+            async with grpc.aio.insecure_channel(target) as channel:
+                got = await workflow_pb2_grpc.WorkflowServiceStub(channel).GetWorkflow(
+                    workflow_pb2.GetWorkflowRequest(workflow_id=workflow_id)
+                )
+            assert not got.steps[0].HasField("waiting_for")
         finally:
             worker.abort()
             await worker.cancel()

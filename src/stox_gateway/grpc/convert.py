@@ -44,6 +44,7 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
                 completed_at=_text(s["completed_at"]),
                 result=to_struct(s["result"]),
                 error=_text(s["error"]),
+                waiting_for=_waiting_for(s.get("waiting_for")),
             )
             for s in data["steps"]
         ],
@@ -53,6 +54,17 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
         error=_text(data["error"]),
         correlation_id=data["correlation_id"],
         seq=data["seq"],
+    )
+
+
+def _waiting_for(value: dict[str, Any] | None) -> workflow_pb2.WaitingFor | None:
+    if not value:
+        return None
+    return workflow_pb2.WaitingFor(
+        service=value["service"],
+        consumers=value["consumers"],
+        ready=value["ready"],
+        message=value["message"],
     )
 
 
