@@ -12,6 +12,7 @@ whole. Errors are `NonRetryable`: the same bytes fail the same way every time.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,14 @@ def too_many_pixels(ref: str, width: int, height: int, max_pixels: int) -> NonRe
     )
 
 
+def draft_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The size the thumbnail fitting `box` is made from, upright or turned a quarter (an EXIF
+    orientation is applied after decoding): the decoder must not go below it."""
+    (width, height), (box_w, box_h) = size, box
+    scale = max(min(box_w / width, box_h / height), min(box_w / height, box_h / width))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
 def decode_bounded(
     ref: str, stream: Stream, max_pixels: int, thumbnail_size: tuple[int, int]
 ) -> Decoded:
@@ -58,9 +67,7 @@ def decode_bounded(
                 probe.verify()
             image = Image.open(stream())
         try:
-            side = max(thumbnail_size)
-            # Square, so an EXIF rotation applied afterwards cannot make it too small.
-            image.draft(None, (side, side))  # JPEG only; other formats ignore it
+            image.draft(None, draft_size((width, height), thumbnail_size))  # JPEG only
             image.load()
         except BaseException:
             image.close()

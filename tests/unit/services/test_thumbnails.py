@@ -10,6 +10,7 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from stox_gateway.sdk.errors import NonRetryable
 from stox_gateway.services.thumbnails import Stream, decode_bounded, make_thumbnail
+from tests.support import REPO
 
 SIZE = (256, 256)
 
@@ -54,6 +55,19 @@ def test_the_reduced_decode_looks_like_the_full_one() -> None:
         slow = make_thumbnail("x", full, SIZE)
     difference = ImageStat.Stat(ImageChops.difference(fast, slow)).mean
     assert max(difference) < 1.0, difference  # of 255: not a visible change
+
+
+@pytest.mark.parametrize("name", ["image1.jpg", "image2.jpg"])
+def test_the_sample_images_are_decoded_at_half_size_and_look_the_same(name: str) -> None:
+    data = (REPO / "media" / name).read_bytes()
+    decoded = decode_bounded(name, opener(data), 40_000_000, SIZE)
+    assert decoded.image.size == (decoded.width // 2, decoded.height // 2)
+    fast = make_thumbnail(name, decoded.image, SIZE)
+    with Image.open(io.BytesIO(data)) as full:
+        full.load()
+        slow = make_thumbnail(name, full, SIZE)
+    assert fast.size == slow.size
+    assert max(ImageStat.Stat(ImageChops.difference(fast, slow)).mean) < 1.0
 
 
 def test_an_exif_rotated_photo_is_not_decoded_too_small() -> None:
