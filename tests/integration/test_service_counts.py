@@ -15,6 +15,12 @@ from stox_gateway.sdk.worker import step_queue
 pytestmark = pytest.mark.rabbitmq
 
 
+def open_channels(bus: RabbitMQBus) -> int:
+    """The robust connection's channels that are open (it reopens the ones it still holds)."""
+    channels = getattr(bus._connection, "_RobustConnection__channels", ())
+    return sum(1 for channel in channels if not channel.is_closed)
+
+
 async def counted(
     count: Callable[[], Awaitable[QueueCounts]], expected: QueueCounts, deadline: float = 10
 ) -> None:
@@ -33,8 +39,12 @@ async def test_consumers_come_and_go_and_waiting_messages_are_counted(
 ) -> None:
     prefix = rabbit_bus._settings.queue_prefix
     spec = step_queue("ai_enhancement", prefix)
-    # A queue that does not exist is 0/0, and the next count still works.
-    assert await rabbit_bus.counts(f"{prefix}.nowhere") == QueueCounts(consumers=0, ready=0)
+    # A queue that does not exist is 0/0, and the next count still works, on a new channel
+    # (declaring a missing queue closes one), the old one closed rather than left behind.
+    before = open_channels(rabbit_bus)
+    for _ in range(3):
+        assert await rabbit_bus.counts(f"{prefix}.nowhere") == QueueCounts(consumers=0, ready=0)
+    assert open_channels(rabbit_bus) == before
     await rabbit_bus.declare(spec)
     watcher = ServiceWatcher(rabbit_bus, {"ai_enhancement"}, queue_prefix=prefix)
 

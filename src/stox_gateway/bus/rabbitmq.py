@@ -237,24 +237,32 @@ class RabbitMQBus:
             raise BusUnavailable("RabbitMQ: not started")
         async with self._counting_lock:
             try:
-                if self._counting is None or self._counting.is_closed:
-                    # A channel of its own: a passive declare of a missing queue closes it.
-                    self._counting = await self._connection.channel(publisher_confirms=False)
-                # On aiormq's channel, so the robust channel does not re-declare it on reconnect.
-                channel = cast(aiormq.Channel, await self._counting.get_underlay_channel())
-                declared = await asyncio.wait_for(
-                    channel.queue_declare(queue_name, passive=True),
-                    self._settings.publish_timeout.total_seconds(),
-                )
+                # Bounded as a whole: opening a channel waits while the connection reconnects.
+                async with asyncio.timeout(self._settings.publish_timeout.total_seconds()):
+                    if self._counting is None or self._counting.is_closed:
+                        # A channel of its own: a passive declare of a missing queue closes it.
+                        self._counting = await self._connection.channel(publisher_confirms=False)
+                    # On aiormq's channel, so the robust channel does not declare it again
+                    # after a reconnect.
+                    channel = cast(aiormq.Channel, await self._counting.get_underlay_channel())
+                    declared = await channel.queue_declare(queue_name, passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
-                self._counting = None
+                await self._drop_counting()
                 return QueueCounts(consumers=0, ready=0)
             except (TimeoutError, AMQPError, OSError, RuntimeError) as exc:
-                self._counting = None
+                await self._drop_counting()
                 raise BusUnavailable(f"RabbitMQ: cannot count {queue_name!r}: {exc!r}") from exc
         return QueueCounts(
             consumers=int(declared.consumer_count or 0), ready=int(declared.message_count or 0)
         )
+
+    async def _drop_counting(self) -> None:
+        """Close the counting channel for good (a robust one would reopen itself), so the next
+        count opens a fresh one and none is left behind."""
+        channel, self._counting = self._counting, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), 1)
 
     def _forget(self, consumer: _Consumer) -> None:
         with contextlib.suppress(ValueError):
