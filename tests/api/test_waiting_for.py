@@ -11,7 +11,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import websockets
 
+from stox_gateway import codec
 from stox_gateway.bus.memory import MemoryBus
 from stox_gateway.bus.port import Delivery
 from stox_gateway.grpc.generated.stox.v1 import workflow_pb2, workflow_pb2_grpc
@@ -95,6 +97,11 @@ async def test_a_step_without_a_service_says_what_it_waits_for(
             ready=1,
             message=image["waiting_for"]["message"],
         )
+        # The WebSocket snapshot has it too.
+        async with websockets.connect(f"{serviceless.ws_url}?workflow_id={workflow_id}") as ws:
+            snapshot = codec.loads(await ws.recv())
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["data"]["steps"][0]["waiting_for"] == image["waiting_for"]
         metrics = (await http.get("/metrics")).text
         assert 'stox_step_queue_ready{step_type="image_processing"} 1.0' in metrics
         assert 'stox_step_queue_consumers{step_type="image_processing"} 0.0' in metrics
