@@ -51,6 +51,13 @@ async def test_a_step_type_without_a_worker_says_none_connected_until_one_comes(
             await expect(row).to_have_attribute("data-consumers", "1")
             await expect(waiting).to_have_count(0)
             await expect(page.get_by_test_id("step-waiting-ai_enhancement")).to_be_visible()
+            # The list page has the same panel.
+            await page.get_by_role("link", name="← All workflows").click()
+            listed = page.get_by_test_id("services").get_by_test_id("service-ai_enhancement")
+            await expect(listed).to_have_attribute("data-consumers", "0")
+            await expect(page.get_by_test_id("service-image_processing")).to_have_attribute(
+                "data-consumers", "1"
+            )
         finally:
             worker.abort()  # type: ignore[attr-defined]
             await worker.cancel()
