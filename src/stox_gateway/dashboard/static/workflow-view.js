@@ -170,7 +170,7 @@ export class WorkflowView {
     }
     steps.forEach((step, index) => {
       const panel = this.results.children[index];
-      const waiting = this.waiting(step);
+      const waiting = step.status === 'running' ? this.waiting(step) : null;
       const resultSig = JSON.stringify([step.status, step.result, step.error, waiting]);
       if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf, waiting))) {
         panel.dataset.testid = `step-result-${step.type}`;
@@ -341,7 +341,7 @@ function resultPanel(step, wf, waiting) {
   }
   if (step.status === 'completed') {
     parts.push(renderResult(step.type, step.result ?? {}));
-  } else if (waiting) {
+  } else if (step.status === 'running' && waiting) {
     // Not "working on it": nothing is, until a service of this type connects.
     parts.push(h('p', { class: 'notice notice-warn' }, waiting));
   } else if (step.status === 'running') {
