@@ -12,14 +12,16 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from stox_gateway.auth.guard import Caller, Guard
+from stox_gateway.bus.services import ServiceWatcher
 from stox_gateway.engine.errors import WorkflowNotFound
-from stox_gateway.engine.models import Completion, Workflow, WorkflowStatus
+from stox_gateway.engine.models import JSON, Completion, Workflow, WorkflowStatus
 from stox_gateway.engine.service import CompletionOutcome, WorkflowEngine
 from stox_gateway.errors import InvalidInput, Unprocessable
 from stox_gateway.hub import Hub, Subscriber
 from stox_gateway.hub.feed import first_frames
 from stox_gateway.schemas import StepCompletedRequest
 from stox_gateway.text import control_character, control_in_json
+from stox_gateway.wire import WaitingFor, workflow_to_wire
 
 MAX_SEQ = 2**63 - 1  # the store's seq is a signed 64-bit integer
 BAD_PARAMETER = "invalid_parameter"
@@ -41,12 +43,19 @@ def completion_from_request(request: StepCompletedRequest) -> Completion:
 class Watch:
     """One subscriber's view: the first frames, then each live update it has not had."""
 
-    def __init__(self, engine: WorkflowEngine, subscriber: Subscriber, since: int | None) -> None:
+    def __init__(
+        self,
+        engine: WorkflowEngine,
+        subscriber: Subscriber,
+        since: int | None,
+        waiting_for: WaitingFor | None = None,
+    ) -> None:
         self._engine, self.subscriber, self._since = engine, subscriber, since
+        self._waiting_for = waiting_for
 
     async def first_frames(self) -> list[str]:
         """A snapshot, or the updates after `since`: callers send and drop them (see feed.py)."""
-        return await first_frames(self._engine, self.subscriber, self._since)
+        return await first_frames(self._engine, self.subscriber, self._since, self._waiting_for)
 
     async def next(self) -> str | None:
         """The next update's text; None when the hub ends the watch (see `dropped`)."""
@@ -65,10 +74,24 @@ class Watch:
 
 class Gateway:
     def __init__(
-        self, engine: WorkflowEngine, guard: Guard, hub: Hub, *, queue_size: int = 256
+        self,
+        engine: WorkflowEngine,
+        guard: Guard,
+        hub: Hub,
+        *,
+        queue_size: int = 256,
+        services: ServiceWatcher | None = None,
     ) -> None:
         self.engine, self.guard, self.hub = engine, guard, hub
         self._queue_size = queue_size
+        self.services = services
+
+    def view(self, workflow: Workflow) -> JSON:
+        """The status answer's shape, each waiting step saying which service it waits for."""
+        return workflow_to_wire(workflow, self._waiting_for())
+
+    def _waiting_for(self) -> WaitingFor | None:
+        return self.services.waiting_for if self.services else None
 
     async def complete(self, completion: Completion) -> CompletionOutcome:
         """Record a service's report; a repeat of a recorded outcome is applied=False."""
@@ -106,7 +129,7 @@ class Gateway:
         )
         self.hub.subscribe(subscriber)
         try:
-            yield Watch(self.engine, subscriber, since)
+            yield Watch(self.engine, subscriber, since, self._waiting_for())
         finally:
             self.hub.unsubscribe(subscriber)
 

@@ -2,10 +2,10 @@
 
 `Runtime.open(settings)` starts the parts in dependency order on an `AsyncExitStack` and stops
 them in reverse: store → bus → hub → outbox relay → deadline sweeper → consumers → gRPC server →
-embedded workers. So on shutdown whatever applies completions (the embedded workers' reports,
-gRPC, the AMQP consumers) stops first, then the sweeper, then the relay flushes the outbox —
-the next steps of the completions applied while stopping included — and the bus and store
-close last. Read this file to see what a gateway is made of.
+embedded workers → service watcher. So on shutdown whatever applies completions (the embedded
+workers' reports, gRPC, the AMQP consumers) stops first, then the sweeper, then the relay
+flushes the outbox — the next steps of the completions applied while stopping included — and
+the bus and store close last. Read this file to see what a gateway is made of.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from stox_gateway.bus.completion_consumer import CompletionConsumer
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.bus.services import ServiceWatcher
 from stox_gateway.bus.update_signing import SigningBus, signed_correctly
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
@@ -59,6 +60,7 @@ class Runtime:
     metrics: Metrics
     gateway: Gateway
     completions: CompletionConsumer
+    services: ServiceWatcher
     auth_client: AuthClient | None = None
     grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
@@ -145,7 +147,20 @@ class Runtime:
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
             guard = Guard(settings.auth)
-            gateway = Gateway(engine, guard, hub, queue_size=settings.websocket.client_queue_size)
+            services = ServiceWatcher(
+                bus,
+                definitions.step_types,
+                queue_prefix=prefix,
+                interval=settings.workflow.services_interval.total_seconds(),
+                on_counts=metrics.observe_queues,
+            )
+            gateway = Gateway(
+                engine,
+                guard,
+                hub,
+                queue_size=settings.websocket.client_queue_size,
+                services=services,
+            )
             runtime = cls(
                 settings,
                 store,
@@ -159,6 +174,7 @@ class Runtime:
                 metrics,
                 gateway,
                 CompletionConsumer(gateway),
+                services,
             )
 
             # The relay and the sweeper start before anything that applies completions, so
@@ -176,6 +192,9 @@ class Runtime:
             await runtime._connect_auth(stack)
             if settings.workers.embedded:
                 await runtime._start_embedded_workers(stack)
+            # Last, so its first count already sees the embedded workers.
+            await services.start()
+            stack.push_async_callback(services.stop)
             log.info(
                 "gateway.started",
                 replica_id=replica_id,

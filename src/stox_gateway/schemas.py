@@ -129,6 +129,15 @@ class CompletionEnvelope(StepCompletedRequest):
     timestamp: datetime | None = None
 
 
+class WaitingForView(BaseModel):
+    """What a pending or running step waits for: no service consumes its step type's queue."""
+
+    service: str = Field(description="the step type whose service is missing")
+    consumers: int = Field(description="consumers of the step type's queue (0)")
+    ready: int = Field(description="step messages waiting in that queue")
+    message: str = Field(description="e.g. waiting for an ai_enhancement service — none connected")
+
+
 class StepView(BaseModel):
     id: str
     type: str
@@ -141,6 +150,9 @@ class StepView(BaseModel):
     deadline_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+    waiting_for: WaitingForView | None = Field(
+        None, description="set while no service of the step's type is connected"
+    )
 
 
 class WorkflowView(BaseModel):

@@ -6,12 +6,13 @@ as pydantic models for OpenAPI and for validating what comes in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
-from stox_gateway.engine.models import JSON, Step, Update, Workflow
+from stox_gateway.engine.models import JSON, Step, StepStatus, Update, Workflow
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.routing import GATEWAY_UPDATE
 
@@ -42,7 +43,12 @@ def update_to_wire(update: Update) -> JSON:
     }
 
 
-def step_to_wire(step: Step, after: tuple[str, ...] = ()) -> JSON:
+_WAITING = (StepStatus.PENDING, StepStatus.RUNNING)
+# What a step of a type waits for when no service consumes its queue (`ServiceWatcher`).
+WaitingFor = Callable[[str], JSON | None]
+
+
+def step_to_wire(step: Step, after: tuple[str, ...] = (), waiting: JSON | None = None) -> JSON:
     return {
         "id": step.id,
         "type": step.type,
@@ -55,18 +61,28 @@ def step_to_wire(step: Step, after: tuple[str, ...] = ()) -> JSON:
         "deadline_at": step.deadline_at,
         "result": step.result,
         "error": step.error,
+        "waiting_for": waiting,
     }
 
 
-def workflow_to_wire(workflow: Workflow) -> JSON:
+def workflow_to_wire(workflow: Workflow, waiting_for: WaitingFor | None = None) -> JSON:
+    """`waiting_for`: with it, each pending or running step of a workflow that has not ended
+    says which service it waits for when none is connected."""
     current = workflow.current_step
+    ended = workflow.status.ended
+
+    def waiting(step: Step) -> JSON | None:
+        if waiting_for is None or ended or step.status not in _WAITING:
+            return None
+        return waiting_for(step.type)
+
     return {
         "id": workflow.id,
         "type": workflow.type,
         "status": str(workflow.status),
         "product": workflow.product,
-        "current_step": current.type if current and not workflow.status.ended else None,
-        "steps": [step_to_wire(s, workflow.after(s)) for s in workflow.steps],
+        "current_step": current.type if current and not ended else None,
+        "steps": [step_to_wire(s, workflow.after(s), waiting(s)) for s in workflow.steps],
         "definition": workflow.definition.to_dict(),
         "created_at": workflow.created_at,
         "updated_at": workflow.updated_at,

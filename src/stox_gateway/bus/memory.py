@@ -20,6 +20,7 @@ from stox_gateway.bus.port import (
     Delivery,
     Handler,
     Message,
+    QueueCounts,
     QueueSpec,
     Reject,
     Transient,
@@ -158,6 +159,14 @@ class MemoryBus:
         consumer = _Consumer(self, q, handler, queue.concurrency)
         q.consumers.append(consumer)
         return consumer
+
+    async def counts(self, queue_name: str) -> QueueCounts:
+        if self._closed:
+            raise BusUnavailable("the in-memory bus is closed")
+        queue = self._queues.get(queue_name)
+        if queue is None:
+            return QueueCounts(consumers=0, ready=0)
+        return QueueCounts(consumers=len(queue.consumers), ready=queue.items.qsize())
 
     # -- dead letters and test affordances --------------------------------------------------
 

@@ -69,6 +69,14 @@ class QueueSpec:
     dead_letter: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """How many consumers a queue has and how many messages wait in it (not yet delivered)."""
+
+    consumers: int
+    ready: int
+
+
 class Subscription(Protocol):
     async def cancel(self) -> None: ...
 
@@ -88,6 +96,10 @@ class Bus(Protocol):
         """Publish and wait for the broker's confirm; raise `BusError` on failure."""
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> Subscription: ...
+
+    async def counts(self, queue_name: str) -> QueueCounts:
+        """The queue's consumers and ready messages (0 and 0 for a queue that does not exist);
+        raise `BusUnavailable` when the broker does not answer."""
 
 
 class BusError(Unavailable):

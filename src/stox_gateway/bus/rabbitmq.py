@@ -50,6 +50,7 @@ from stox_gateway.bus.port import (
     Delivery,
     Handler,
     Message,
+    QueueCounts,
     QueueSpec,
     Reject,
     Transient,
@@ -79,6 +80,8 @@ class RabbitMQBus:
         self._dlx: AbstractExchange | None = None
         self._declared: set[str] = set()
         self._consumers: list[_Consumer] = []
+        self._counting: AbstractChannel | None = None  # passive declares only (see `counts`)
+        self._counting_lock = asyncio.Lock()
 
     @property
     def exchange_name(self) -> str:
@@ -226,6 +229,40 @@ class RabbitMQBus:
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def counts(self, queue_name: str) -> QueueCounts:
+        """From a passive declare (no management plugin needed): the broker's consumer count
+        and its ready messages (delivered but unacked ones are not counted)."""
+        if self._connection is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        async with self._counting_lock:
+            try:
+                # Bounded as a whole: opening a channel waits while the connection reconnects.
+                async with asyncio.timeout(self._settings.publish_timeout.total_seconds()):
+                    if self._counting is None or self._counting.is_closed:
+                        # A channel of its own: a passive declare of a missing queue closes it.
+                        self._counting = await self._connection.channel(publisher_confirms=False)
+                    # On aiormq's channel, so the robust channel does not declare it again
+                    # after a reconnect.
+                    channel = cast(aiormq.Channel, await self._counting.get_underlay_channel())
+                    declared = await channel.queue_declare(queue_name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                await self._drop_counting()
+                return QueueCounts(consumers=0, ready=0)
+            except (TimeoutError, AMQPError, OSError, RuntimeError) as exc:
+                await self._drop_counting()
+                raise BusUnavailable(f"RabbitMQ: cannot count {queue_name!r}: {exc!r}") from exc
+        return QueueCounts(
+            consumers=int(declared.consumer_count or 0), ready=int(declared.message_count or 0)
+        )
+
+    async def _drop_counting(self) -> None:
+        """Close the counting channel for good (a robust one would reopen itself), so the next
+        count opens a fresh one and none is left behind."""
+        channel, self._counting = self._counting, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), 1)
 
     def _forget(self, consumer: _Consumer) -> None:
         with contextlib.suppress(ValueError):

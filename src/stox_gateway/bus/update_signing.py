@@ -14,7 +14,7 @@ import hmac
 from dataclasses import replace
 from typing import Any
 
-from stox_gateway.bus.port import Bus, Handler, Message, QueueSpec, Subscription
+from stox_gateway.bus.port import Bus, Handler, Message, QueueCounts, QueueSpec, Subscription
 from stox_gateway.routing import GATEWAY_UPDATE
 
 SIGNATURE_HEADER = "x-stox-signature"
@@ -60,3 +60,6 @@ class SigningBus:
 
     def __getattr__(self, name: str) -> Any:  # adapter extras (test affordances)
         return getattr(self._bus, name)
+
+    async def counts(self, queue_name: str) -> QueueCounts:
+        return await self._bus.counts(queue_name)

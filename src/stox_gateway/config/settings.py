@@ -145,6 +145,10 @@ class WorkflowSettings(BaseModel):
     retry_backoff: Duration = timedelta(seconds=1)
     retry_backoff_max: Duration = timedelta(seconds=60)
     sweep_interval: Duration = timedelta(seconds=1)
+    services_interval: Duration = Field(
+        default=timedelta(seconds=2),
+        description="how often each step type's consumers and waiting messages are counted",
+    )
 
 
 class WorkersSettings(BaseModel):

@@ -46,6 +46,7 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
                 error=_text(s["error"]),
                 after=s.get("after", []),
                 deadline_at=_text(s.get("deadline_at")),
+                waiting_for=_waiting_for(s.get("waiting_for")),
             )
             for s in data["steps"]
         ],
@@ -64,6 +65,17 @@ def _pipeline_message(definition: dict[str, Any]) -> workflow_pb2.Pipeline:
         type=definition["type"],
         version=definition["version"],
         steps=[workflow_pb2.PipelineStep(**step) for step in definition["steps"]],
+    )
+
+
+def _waiting_for(value: dict[str, Any] | None) -> workflow_pb2.WaitingFor | None:
+    if not value:
+        return None
+    return workflow_pb2.WaitingFor(
+        service=value["service"],
+        consumers=value["consumers"],
+        ready=value["ready"],
+        message=value["message"],
     )
 
 

@@ -21,7 +21,6 @@ from stox_gateway.grpc.convert import from_struct, update_message, workflow_mess
 from stox_gateway.grpc.errors import ErrorInterceptor
 from stox_gateway.grpc.generated.stox.v1 import workflow_pb2, workflow_pb2_grpc
 from stox_gateway.observability.tracing import span
-from stox_gateway.wire import workflow_to_wire
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +71,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
 
     async def GetWorkflow(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         workflow = await self._gateway.see(self._caller(context), request.workflow_id)
-        return workflow_message(workflow_to_wire(workflow))
+        return workflow_message(self._gateway.view(workflow))
 
     async def WatchWorkflow(
         self, request: Any, context: grpc.aio.ServicerContext

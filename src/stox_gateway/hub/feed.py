@@ -16,13 +16,16 @@ from typing import Any
 from stox_gateway import codec
 from stox_gateway.engine.service import WorkflowEngine
 from stox_gateway.hub.hub import Subscriber
-from stox_gateway.wire import update_to_wire, workflow_to_wire
+from stox_gateway.wire import WaitingFor, update_to_wire, workflow_to_wire
 
 SNAPSHOT_LIMIT = 100
 
 
 async def first_frames(
-    engine: WorkflowEngine, subscriber: Subscriber, since: int | None
+    engine: WorkflowEngine,
+    subscriber: Subscriber,
+    since: int | None,
+    waiting_for: WaitingFor | None = None,
 ) -> list[str]:
     now = datetime.now(UTC)
     workflow_id = subscriber.workflow_id
@@ -33,11 +36,11 @@ async def first_frames(
     if workflow_id is not None:
         workflow = await engine.get(workflow_id)
         subscriber.floors[workflow_id] = workflow.seq
-        return [_snapshot(workflow_id, workflow.seq, now, workflow_to_wire(workflow))]
+        return [_snapshot(workflow_id, workflow.seq, now, workflow_to_wire(workflow, waiting_for))]
     workflows = await engine.list_workflows(limit=SNAPSHOT_LIMIT, owner=subscriber.owner)
     for workflow in workflows:
         subscriber.floors[workflow.id] = workflow.seq
-    data = {"workflows": [workflow_to_wire(w) for w in workflows]}
+    data = {"workflows": [workflow_to_wire(w, waiting_for) for w in workflows]}
     return [_snapshot(None, 0, now, data)]
 
 

@@ -6,10 +6,12 @@ publish, the hub its connections, a middleware every HTTP request. `/metrics` re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from stox_gateway.bus.port import QueueCounts
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import UpdateType
 
@@ -74,6 +76,24 @@ class Metrics:
             buckets=_FAST,
             registry=registry,
         )
+
+        self.step_queue_ready = Gauge(
+            "stox_step_queue_ready",
+            "Step messages waiting in the step type's queue (not yet delivered)",
+            ["step_type"],
+            registry=registry,
+        )
+        self.step_queue_consumers = Gauge(
+            "stox_step_queue_consumers",
+            "Consumers (service workers) on the step type's queue",
+            ["step_type"],
+            registry=registry,
+        )
+
+    def observe_queues(self, counts: Mapping[str, QueueCounts]) -> None:
+        for step_type, found in counts.items():
+            self.step_queue_ready.labels(step_type).set(found.ready)
+            self.step_queue_consumers.labels(step_type).set(found.consumers)
 
     def observe(self, transition: Transition, now: datetime) -> None:
         """Count what a committed transition did."""

@@ -3,10 +3,10 @@
 An image reference is either a bare file name in the media folder (`image1.jpg`) or an
 `http(s)` URL. A URL must lead, through every redirect, to a public address (`url_guard`),
 unless `allow_private_urls`; each download has a total deadline; an image with more pixels than
-`max_pixels` is refused from its header, before anything is decoded. Bad input (a path, a
-missing file, something that is not an image, a download that is too large, not allowed or
-answers 4xx) fails the step for good with `NonRetryable`; trouble that may pass (connection
-errors, timeouts, 5xx, a full disk) raises `Retry`.
+`max_pixels` is refused from its header, before anything is decoded (decoding and resizing:
+`thumbnails.py`). Bad input (a path, a missing file, something that is not an image, a download
+that is too large, not allowed or answers 4xx) fails the step for good with `NonRetryable`;
+trouble that may pass (connection errors, timeouts, 5xx, a full disk) raises `Retry`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import httpx
-from PIL import Image, ImageOps
+from PIL import Image
 
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.errors import NonRetryable, Retry
+from stox_gateway.services.thumbnails import decode_bounded, make_thumbnail
 from stox_gateway.services.url_guard import UrlNotAllowed, guarded_get
 
 _URL_SCHEMES = ("http://", "https://")
@@ -168,16 +169,21 @@ class ImageProcessor:
 
     def _process(self, source: _Source, target: Path) -> dict[str, Any]:
         """Decode, verify and thumbnail one image (runs in a worker thread)."""
-        with _open_verified(source, self.max_pixels) as image:
+        if source.path is not None and not source.path.is_file():
+            raise NonRetryable(f"image {source.ref!r} was not found in the media folder")
+        decoded = decode_bounded(
+            source.ref, lambda: _stream(source), self.max_pixels, self.thumbnail_size
+        )
+        with decoded.image as image:
             info: dict[str, Any] = {
                 "source": source.ref,
-                "width": image.width,
-                "height": image.height,
-                "format": image.format,
+                "width": decoded.width,
+                "height": decoded.height,
+                "format": decoded.format,
                 "mode": image.mode,
                 "bytes": _size_of(source),
             }
-            thumbnail = _make_thumbnail(source.ref, image, self.thumbnail_size)
+            thumbnail = make_thumbnail(source.ref, image, self.thumbnail_size)
         _save_atomically(thumbnail, target)
         info.update(
             thumbnail=self._relative(target),
@@ -227,62 +233,8 @@ def _size_of(source: _Source) -> int:
     return source.path.stat().st_size
 
 
-def _open_verified(source: _Source, max_pixels: int) -> Image.Image:
-    """The decoded image; a missing file, anything that is not an image, or an image with more
-    than `max_pixels` pixels (a decompression bomb: a small file, gigabytes decoded) is
-    `NonRetryable`."""
-    if source.path is not None and not source.path.is_file():
-        raise NonRetryable(f"image {source.ref!r} was not found in the media folder")
-    try:
-        # open() reads only the header, so the size is known before any pixel is decoded.
-        # verify() checks the file's structure without decoding it, and leaves the image
-        # unusable, hence the second open; load() then decodes every pixel, which catches
-        # truncated data that verify() lets through.
-        with Image.open(_stream(source)) as probe:
-            pixels = probe.width * probe.height
-            if pixels > max_pixels:
-                raise NonRetryable(
-                    f"image {source.ref!r} has {probe.width}x{probe.height} pixels, "
-                    f"more than the {max_pixels} allowed"
-                )
-            probe.verify()
-        image = Image.open(_stream(source))
-        image.load()
-    except NonRetryable:
-        raise
-    except FileNotFoundError as exc:  # removed between the check and the open
-        raise NonRetryable(f"image {source.ref!r} was not found in the media folder") from exc
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, …)
-        raise NonRetryable(f"image {source.ref!r} is not a valid image: {exc}") from exc
-    return image
-
-
 def _stream(source: _Source) -> Path | io.BytesIO:
     return source.path if source.path is not None else io.BytesIO(source.data or b"")
-
-
-def _make_thumbnail(ref: str, image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """An RGB copy no larger than `size`, aspect ratio kept, EXIF orientation applied."""
-    try:
-        thumb = ImageOps.exif_transpose(image)  # always a new image: `image` stays untouched
-        thumb.thumbnail(size, Image.Resampling.LANCZOS)
-        return _to_rgb(thumb)
-    except Exception as exc:
-        raise NonRetryable(f"image {ref!r} could not be thumbnailed: {exc}") from exc
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """JPEG has no alpha: flatten transparency onto white rather than onto black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def _save_atomically(image: Image.Image, target: Path) -> None:

@@ -1,6 +1,9 @@
 """Health for people and for orchestrators.
 
-`/health`: 200 when the store and the bus answer, 503 otherwise, with a check per part.
+`/health`: 200 when the store and the bus answer, 503 otherwise, with a check per part. The
+`services` check counts each step type's consumers and waiting messages; a type with no
+consumer makes the answer `degraded` but keeps it 200: the replica itself is fine, and taking
+it out of rotation would not bring the missing service back.
 `/health/live`: 200 whenever the process answers at all; a failing probe means "restart me".
 `/health/ready`: the same checks as `/health`; a failing probe means "send me no traffic", so a
 replica whose database or bus is away leaves the rotation without being restarted.
@@ -17,6 +20,7 @@ from fastapi import APIRouter, Request
 from stox_gateway import __version__
 from stox_gateway.api.asyncapi import asyncapi_document
 from stox_gateway.api.responses import JsonResponse
+from stox_gateway.bus.services import ServiceWatcher
 
 router = APIRouter(tags=["health"])
 
@@ -57,14 +61,32 @@ async def _health(request: Request) -> JsonResponse:
     database, bus = await asyncio.gather(_check(runtime.store.check), _check(runtime.bus.check))
     checks = {"database": database, "event_bus": bus}
     healthy = all(c["status"] == "ok" for c in checks.values())
+    checks["services"] = services = _services(runtime.services)
     body = {
-        "status": "ok" if healthy else "degraded",
+        "status": "ok" if healthy and services["status"] != "degraded" else "degraded",
         "version": __version__,
         "replica_id": runtime.replica_id,
         "checks": checks,
         "websocket_clients": runtime.hub.subscriber_count,
     }
     return JsonResponse(body, status_code=200 if healthy else 503)
+
+
+def _services(watcher: ServiceWatcher) -> dict[str, Any]:
+    """The watcher's last counts; never a reason for 503 (see the module's docstring)."""
+    counts = watcher.counts
+    check: dict[str, Any] = {
+        "status": "ok",
+        "types": {t: {"consumers": c.consumers, "ready": c.ready} for t, c in counts.items()},
+    }
+    missing = watcher.missing()
+    if missing:
+        check["status"] = "degraded"
+        check["error"] = "no service connected for " + ", ".join(missing)
+    elif watcher.error is not None or not counts:
+        check["status"] = "unknown"
+        check["error"] = watcher.error or "not counted yet"
+    return check
 
 
 @router.get("/asyncapi.json", include_in_schema=False)

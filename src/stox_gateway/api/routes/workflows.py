@@ -28,7 +28,6 @@ from stox_gateway.schemas import (
     UploadAccepted,
     WorkflowView,
 )
-from stox_gateway.wire import workflow_to_wire
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +86,7 @@ async def status(
     """One workflow as it stands (another user's is `404`, as if it did not exist)."""
     if not workflow_id:
         raise ApiError(400, "missing_parameter", "the query parameter workflow_id is required")
-    return JsonResponse(workflow_to_wire(await rt.gateway.see(who, workflow_id)))
+    return JsonResponse(rt.gateway.view(await rt.gateway.see(who, workflow_id)))
 
 
 @router.post(
@@ -115,14 +114,14 @@ async def list_workflows(
 ) -> JsonResponse:
     """Workflows, newest first, optionally of one status."""
     workflows = await rt.gateway.list(who, status=status, limit=limit, offset=offset)
-    return JsonResponse([workflow_to_wire(w) for w in workflows])
+    return JsonResponse([rt.gateway.view(w) for w in workflows])
 
 
 @router.post("/{workflow_id}/cancel", response_model=WorkflowView, responses=_ERRORS)
 async def cancel(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
     """Stop a workflow that has not ended (`409` when it has); late reports are then refused."""
     await rt.gateway.see(who, workflow_id)
-    return JsonResponse(workflow_to_wire(await rt.engine.cancel(workflow_id)))
+    return JsonResponse(rt.gateway.view(await rt.engine.cancel(workflow_id)))
 
 
 @router.post(
@@ -132,4 +131,4 @@ async def retry(workflow_id: str, rt: RuntimeDep, who: CallerDep) -> JsonRespons
     """Resume a failed workflow from its failed step, keeping earlier results (`409` otherwise)."""
     await rt.gateway.see(who, workflow_id)
     workflow = await rt.engine.retry(workflow_id)
-    return JsonResponse(workflow_to_wire(workflow), status_code=202)
+    return JsonResponse(rt.gateway.view(workflow), status_code=202)

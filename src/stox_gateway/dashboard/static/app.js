@@ -14,6 +14,7 @@ import { announce } from './dom.js';
 import { Feed } from './live.js';
 import { ListView } from './list-view.js';
 import { LoginView } from './login-view.js';
+import { Services } from './services.js';
 import { Store } from './store.js';
 import { UploadView } from './upload-view.js';
 import { WorkflowView } from './workflow-view.js';
@@ -36,10 +37,13 @@ class App {
     this.refreshing = new Map(); // workflow id → promise of a status fetch
     this.filters = { status: '', query: '' };
     this.positions = new Map(); // workflow id → last seq its own socket delivered
+    this.services = new Services(); // consumers and waiting steps per step type (/health)
   }
 
   async start() {
     this.store.addEventListener('change', (event) => this.view?.changed?.(event.detail));
+    this.services.addEventListener('change', () => this.view?.servicesChanged?.());
+    this.services.start();
     this.store.addEventListener('gap', (event) => this.refresh(event.detail.id));
     apiEvents.addEventListener('auth-required', () => this.requireLogin());
     apiEvents.addEventListener('session', () => this.showUser());

@@ -3,6 +3,7 @@
 import { gateway } from './api.js';
 import { h, renderIfChanged } from './dom.js';
 import { STATUSES, ago, statusLabel, stepLabel } from './format.js';
+import { servicesPanel } from './services.js';
 
 export class ListView {
   constructor(app) {
@@ -26,6 +27,7 @@ export class ListView {
     this.summary = h('p', { class: 'summary muted', 'data-testid': 'summary' });
     this.body = h('tbody', { 'data-testid': 'workflow-rows' });
     this.empty = h('div', { class: 'empty', 'data-testid': 'empty-list', hidden: true });
+    this.services = h('div', { class: 'card services', 'data-testid': 'services' });
     this.root = h('section', { class: 'view view-list', 'aria-labelledby': 'list-title' },
       h('div', { class: 'view-head' },
         h('h1', { id: 'list-title' }, 'Workflows'),
@@ -47,7 +49,9 @@ export class ListView {
             h('th', { scope: 'col' }, 'Pipeline'),
             h('th', { scope: 'col', class: 'num' }, 'Age'))),
           this.body)),
-      this.empty);
+      this.empty,
+      h('h2', {}, 'Services'),
+      this.services);
     this.render();
     return this.root;
   }
@@ -105,7 +109,13 @@ export class ListView {
         : h('p', {}, 'No workflows yet. ', h('a', { href: '#/new' }, 'Upload a product'),
           ' to start one.'));
     }
+    this.servicesChanged();
     this.tick();
+  }
+
+  servicesChanged() {
+    renderIfChanged(this.services, JSON.stringify(this.app.services.types),
+      () => servicesPanel(this.app.services));
   }
 
   tick() {

@@ -9,6 +9,7 @@ import {
 } from './format.js';
 import { statusBadge } from './list-view.js';
 import { graphOf, PipelineGraph } from './pipeline-graph.js';
+import { servicesPanel } from './services.js';
 import { isEnded } from './store.js';
 
 const STEP_STATE_TEXT = {
@@ -44,7 +45,10 @@ export class WorkflowView {
     this.actions = h('div', { class: 'actions', 'data-testid': 'workflow-actions' });
     this.notice = h('div', { class: 'notices' });
     this.graph = new PipelineGraph({
-      card: (node, index) => stepCard(node.step ?? pendingStep(node.type), index, this.wf),
+      card: (node, index) => {
+        const step = node.step ?? pendingStep(node.type);
+        return stepCard(step, index, this.wf, this.waiting(step));
+      },
       decorate: (box, node) => {
         const step = node.step ?? pendingStep(node.type);
         box.className = `step step-${step.status}`;
@@ -57,6 +61,7 @@ export class WorkflowView {
     this.results = h('div', { class: 'results', 'data-testid': 'results' });
     this.product = h('div', { class: 'card product', 'data-testid': 'product' });
     this.timeline = h('ol', { class: 'timeline', 'data-testid': 'timeline' });
+    this.services = h('div', { class: 'card services', 'data-testid': 'services' });
     this.body = h('div', { class: 'workflow-body' },
       h('div', { class: 'workflow-head' },
         h('div', { class: 'title-row' }, this.title, this.badge),
@@ -70,6 +75,7 @@ export class WorkflowView {
           h('h2', {}, 'Results'), this.results),
         h('aside', { class: 'column-side', 'aria-label': 'Product and history' },
           h('h2', {}, 'Product'), this.product,
+          h('h2', {}, 'Services'), this.services,
           h('h2', { id: 'timeline-title' }, 'Activity'),
           h('div', { class: 'card' }, this.timeline))));
     this.root = h('section', {
@@ -93,6 +99,16 @@ export class WorkflowView {
     this.feed = null;
     clearTimeout(this.reconcileTimer);
     this.graph.destroy();
+  }
+
+  servicesChanged() {
+    this.render();
+  }
+
+  /** The "none connected" text of a step that is yet to run, or null. */
+  waiting(step) {
+    if (!this.wf || isEnded(this.wf) || !['pending', 'running'].includes(step.status)) return null;
+    return this.app.services.waitingFor(step.type, step.waiting_for);
   }
 
   changed({ id, message }) {
@@ -147,19 +163,23 @@ export class WorkflowView {
     this.wf = wf;
     this.graph.render(graphOf(wf), (node) => JSON.stringify([node.step?.status,
       node.step?.attempts, node.step?.max_attempts, node.step?.started_at,
-      node.step?.completed_at, node.step?.error, wf.status]));
+      node.step?.completed_at, node.step?.error, wf.status,
+      this.waiting(node.step ?? pendingStep(node.type))]));
     if (this.results.children.length !== steps.length) {
       this.results.replaceChildren(...steps.map(() => h('section', { class: 'card result' })));
     }
     steps.forEach((step, index) => {
       const panel = this.results.children[index];
-      const resultSig = JSON.stringify([step.status, step.result, step.error]);
-      if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf))) {
+      const waiting = step.status === 'running' ? this.waiting(step) : null;
+      const resultSig = JSON.stringify([step.status, step.result, step.error, waiting]);
+      if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf, waiting))) {
         panel.dataset.testid = `step-result-${step.type}`;
         panel.dataset.state = step.status;
       }
     });
     renderIfChanged(this.product, JSON.stringify(wf.product ?? {}), () => product(wf));
+    renderIfChanged(this.services, JSON.stringify(this.app.services.types),
+      () => servicesPanel(this.app.services));
     const history = this.app.store.timeline(this.id);
     renderIfChanged(this.timeline, JSON.stringify(history.map((u) => u.seq)),
       () => (history.length ? history.map(timelineItem)
@@ -278,7 +298,7 @@ function pendingStep(type) {
   return { type, status: 'pending', attempts: 0, max_attempts: null };
 }
 
-function stepCard(step, index, wf) {
+function stepCard(step, index, wf, waiting) {
   const icon = { completed: '✓', failed: '✕' }[step.status] ?? String(index + 1);
   const state = step.status === 'failed' && step.error === 'cancelled'
     ? 'Stopped (cancelled)' : STEP_STATE_TEXT[step.status] ?? step.status;
@@ -302,11 +322,14 @@ function stepCard(step, index, wf) {
         ? h('p', { class: 'step-attempts', 'data-testid': `step-attempts-${step.type}` },
           `Attempt ${step.attempts}${step.max_attempts ? ` of ${step.max_attempts}` : ''}`)
         : null,
-      timing),
+      timing,
+      waiting
+        ? h('p', { class: 'step-waiting', 'data-testid': `step-waiting-${step.type}` }, waiting)
+        : null),
   ];
 }
 
-function resultPanel(step, wf) {
+function resultPanel(step, wf, waiting) {
   const heading = h('h3', {}, stepLabel(step.type));
   const parts = [heading];
   if (step.error && step.status !== 'completed') {
@@ -318,6 +341,9 @@ function resultPanel(step, wf) {
   }
   if (step.status === 'completed') {
     parts.push(renderResult(step.type, step.result ?? {}));
+  } else if (step.status === 'running' && waiting) {
+    // Not "working on it": nothing is, until a service of this type connects.
+    parts.push(h('p', { class: 'notice notice-warn' }, waiting));
   } else if (step.status === 'running') {
     parts.push(h('p', { class: 'muted' }, 'Working on it…'));
   } else if (step.status === 'pending') {

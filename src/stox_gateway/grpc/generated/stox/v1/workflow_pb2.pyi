@@ -52,7 +52,7 @@ class WatchWorkflowRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., since: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error", "after", "deadline_at")
+    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error", "after", "deadline_at", "waiting_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class Step(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_AT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     status: str
@@ -75,7 +76,8 @@ class Step(_message.Message):
     error: str
     after: _containers.RepeatedScalarFieldContainer[str]
     deadline_at: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., deadline_at: _Optional[str] = ...) -> None: ...
+    waiting_for: WaitingFor
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., deadline_at: _Optional[str] = ..., waiting_for: _Optional[_Union[WaitingFor, _Mapping]] = ...) -> None: ...
 
 class PipelineStep(_message.Message):
     __slots__ = ("type", "after", "timeout", "max_attempts", "retry_backoff")
@@ -100,6 +102,18 @@ class Pipeline(_message.Message):
     version: str
     steps: _containers.RepeatedCompositeFieldContainer[PipelineStep]
     def __init__(self, type: _Optional[str] = ..., version: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[PipelineStep, _Mapping]]] = ...) -> None: ...
+
+class WaitingFor(_message.Message):
+    __slots__ = ("service", "consumers", "ready", "message")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    consumers: int
+    ready: int
+    message: str
+    def __init__(self, service: _Optional[str] = ..., consumers: _Optional[int] = ..., ready: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Workflow(_message.Message):
     __slots__ = ("id", "type", "status", "product", "current_step", "steps", "created_at", "updated_at", "completed_at", "error", "correlation_id", "seq", "definition")
