@@ -145,7 +145,14 @@ class Runtime:
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
             guard = Guard(settings.auth)
-            gateway = Gateway(engine, guard, hub, queue_size=settings.websocket.client_queue_size)
+            gateway = Gateway(
+                engine,
+                guard,
+                hub,
+                queue_size=settings.websocket.client_queue_size,
+                bulk_batch_size=settings.workflow.bulk_batch_size,
+                bulk_max=settings.workflow.bulk_max,
+            )
             runtime = cls(
                 settings,
                 store,

@@ -145,6 +145,12 @@ class WorkflowSettings(BaseModel):
     retry_backoff: Duration = timedelta(seconds=1)
     retry_backoff_max: Duration = timedelta(seconds=60)
     sweep_interval: Duration = timedelta(seconds=1)
+    bulk_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="a bulk retry/cancel acts on this many at once"
+    )
+    bulk_max: int = Field(
+        default=10_000, ge=1, description="at most this many workflows per bulk retry/cancel"
+    )
 
 
 class WorkersSettings(BaseModel):
