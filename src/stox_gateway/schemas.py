@@ -176,6 +176,7 @@ class WorkflowSummary(BaseModel):
     currency: str | None = Field(description="ISO 4217, when the product names one")
     thumbnail_url: str | None = Field(description="the first thumbnail, under /media/")
     current_step: str | None
+    running_steps: list[str] = Field(description="every step running now (parallel branches)")
     steps_completed: int
     steps_total: int
     failed_step: FailedStepView | None

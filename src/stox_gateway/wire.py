@@ -101,6 +101,9 @@ def workflow_summary_to_wire(workflow: Workflow, now: datetime) -> JSON:
             if workflow.current_step and not workflow.status.ended
             else None
         ),
+        "running_steps": [s.type for s in workflow.steps if s.status is StepStatus.RUNNING]
+        if not workflow.status.ended
+        else [],
         "steps_completed": sum(1 for s in workflow.steps if s.status is StepStatus.COMPLETED),
         "steps_total": len(workflow.steps),
         "failed_step": failed,
