@@ -43,6 +43,8 @@ SEARCHES: list[tuple[str, str, WorkflowStatus | None]] = [
     ("a category, ~8%", "kitchen", None),
     ("word + status failed", "lamp", WorkflowStatus.FAILED),
     ("no match", "zeppelin", None),
+    ("no search: the first page of all", "", None),
+    ("no search, status failed", "", WorkflowStatus.FAILED),
 ]
 
 
@@ -79,11 +81,14 @@ def machine_load() -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    schema = f"bench_search_{uuid.uuid4().hex[:8]}"
+    schema = args.schema or f"bench_search_{uuid.uuid4().hex[:8]}"
     store = SqlStore(args.pg_url, schema=schema)
     admin = create_async_engine(args.pg_url)
     try:
         await store.start()  # the migrations: tables and the search index (empty)
+        if args.schema:  # seeded by an earlier run (--keep-schema)
+            await measure(store, args)
+            return
         started = time.perf_counter()
         async with store.engine.begin() as conn:
             await conn.execute(sa.text("DROP INDEX ix_workflows_search"))  # built after: faster
@@ -98,35 +103,39 @@ async def main(args: argparse.Namespace) -> None:
             await conn.execute(sa.text("VACUUM ANALYZE workflows"))
         indexed = time.perf_counter() - started
         print(f"{args.rows:,} workflows seeded in {seeded:.1f} s, index built in {indexed:.1f} s")
-        print(f"machine: {machine_load()}\n")
-        print("| search | matches | median ms | p95 ms | max ms |")
-        print("|---|---:|---:|---:|---:|")
-        for label, words, status in SEARCHES:
-            query = WorkflowQuery(search=words, status=status)
-            await store.find_workflows(query, limit=50)  # warm: plan and pages cached
-            times = []
-            total = 0
-            for _ in range(args.runs):
-                started = time.perf_counter()
-                page = await store.find_workflows(query, limit=50)
-                times.append((time.perf_counter() - started) * 1000)
-                total = page.total
-            times.sort()
-            p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-            print(
-                f"| {label}: `{words}`{' + ' + str(status) if status else ''} | {total:,} "
-                f"| {statistics.median(times):.1f} | {p95:.1f} | {times[-1]:.1f} |"
-            )
-        print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine after: {machine_load()}")
+        await measure(store, args)
     finally:
         await store.close()
-        if args.keep_schema:
+        if args.keep_schema or args.schema:
             print(f"kept schema {schema} (drop it: DROP SCHEMA {schema} CASCADE)")
             await admin.dispose()
-            return
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
+        else:
+            async with admin.begin() as conn:
+                await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await admin.dispose()
+
+
+async def measure(store: SqlStore, args: argparse.Namespace) -> None:
+    print(f"machine: {machine_load()}\n")
+    print("| search | matches | median ms | p95 ms | max ms |")
+    print("|---|---:|---:|---:|---:|")
+    for label, words, status in SEARCHES:
+        query = WorkflowQuery(search=words, status=status)
+        await store.find_workflows(query, limit=50)  # warm: plan and pages cached
+        times = []
+        total = 0
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            page = await store.find_workflows(query, limit=50)
+            times.append((time.perf_counter() - started) * 1000)
+            total = page.total
+        times.sort()
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        print(
+            f"| {label}: `{words}`{' + ' + str(status) if status else ''} | {total:,} "
+            f"| {statistics.median(times):.1f} | {p95:.1f} | {times[-1]:.1f} |"
+        )
+    print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine after: {machine_load()}")
 
 
 if __name__ == "__main__":
@@ -134,7 +143,6 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep-schema", action="store_true", help="leave the seeded schema")
-    parser.add_argument(
-        "--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-    )
+    parser.add_argument("--schema", help="measure a schema an earlier --keep-schema left")
+    parser.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     asyncio.run(main(parser.parse_args()))

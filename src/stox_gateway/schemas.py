@@ -190,6 +190,9 @@ class WorkflowSummary(BaseModel):
 class WorkflowPageView(BaseModel):
     items: list[WorkflowSummary]
     total: int = Field(description="every workflow the filters match, not only this page")
+    total_exact: bool = Field(
+        description="false: more than 10,000 match; `total` is a lower bound (at least)"
+    )
     limit: int
     offset: int
 

@@ -86,6 +86,7 @@ async def test_the_list_is_paged_with_a_total_and_rows_a_person_can_scan(
     assert (await find(client, limit=2, offset=10)) == {
         "items": [],
         "total": 5,
+        "total_exact": True,
         "limit": 2,
         "offset": 10,
     }

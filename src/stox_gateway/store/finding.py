@@ -22,6 +22,7 @@ from stox_gateway.store.tables import steps, workflows
 SearchClause = Callable[[Sequence[str]], sa.ColumnElement[bool]]
 
 MAX_WORDS = 8
+COUNT_CAP = 10_000  # totals above this are given as "at least" (`WorkflowPage.exact`)
 _WORD = re.compile(r"\w+", re.UNICODE)
 _ID_PREFIX = re.compile(r"[0-9a-fA-F-]{1,36}")
 
@@ -61,23 +62,75 @@ def find_workflows(
     conn: sa.Connection, query: WorkflowQuery, search: SearchClause, limit: int, offset: int
 ) -> WorkflowPage:
     where = conditions(query, search)
-    rows = (
-        conn.execute(
-            sa.select(workflows)
-            .where(*where)
-            .order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
-            .limit(limit)
-            .offset(offset)
+    count: int | None = None
+    rows: Sequence[Any] | None = None
+    if search_words(query.search):
+        count, rows = _search_page(conn, where, limit, offset)
+    if rows is None:
+        rows = (
+            conn.execute(
+                sa.select(workflows)
+                .where(*where)
+                .order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            .mappings()
+            .all()
         )
-        .mappings()
-        .all()
+    if count is None and (0 < len(rows) < limit or (not rows and not offset)):
+        count = offset + len(rows)  # the last page: no count needed
+    if count is None:
+        count = _count(conn, where)
+    if count <= COUNT_CAP:
+        return WorkflowPage(_with_steps(conn, rows), count)
+    return WorkflowPage(_with_steps(conn, rows), max(COUNT_CAP, offset + len(rows)), exact=False)
+
+
+def _search_page(
+    conn: sa.Connection, where: list[sa.ColumnElement[bool]], limit: int, offset: int
+) -> tuple[int, Sequence[Any] | None]:
+    """A search's matches (up to one past `COUNT_CAP`) read once from the search index into a
+    materialized CTE, counted, and the page sorted out of them: a cost that follows the
+    number of matches. Left to itself, PostgreSQL guesses that a prefix search matches 2% of
+    the rows and walks the `created_at` index filtering every row: for a rare word, the whole
+    table. More matches than the cap: no page (None), the plain query's walk finds one fast."""
+    matches = (
+        sa.select(workflows.c.id, workflows.c.created_at)
+        .where(*where)
+        .limit(COUNT_CAP + 1)
+        .cte("matches")
+        .prefix_with("MATERIALIZED")
     )
-    if 0 < len(rows) < limit or (not rows and not offset):
-        count = offset + len(rows)  # the page holds the last match: no count needed
-    else:
-        total = conn.execute(sa.select(sa.func.count()).select_from(workflows).where(*where))
-        count = int(total.scalar_one())
-    return WorkflowPage(_with_steps(conn, rows), count)
+    total = sa.select(sa.func.count()).select_from(matches).scalar_subquery()
+    found = conn.execute(
+        sa.select(total.label("total"), matches.c.id)
+        .order_by(matches.c.created_at.desc(), matches.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    count = int(found[0].total) if found else _count(conn, where)  # none, or past the end
+    if count > COUNT_CAP:
+        return count, None
+    ids = [row.id for row in found]
+    if not ids:
+        return count, []
+    rows = conn.execute(sa.select(workflows).where(workflows.c.id.in_(ids))).mappings().all()
+    order = {workflow_id: index for index, workflow_id in enumerate(ids)}
+    return count, sorted(rows, key=lambda r: order[r["id"]])
+
+
+def _count(conn: sa.Connection, where: list[sa.ColumnElement[bool]]) -> int:
+    """How many match, counted up to one past `COUNT_CAP` (more: the cost of counting grows
+    with every match, and nobody pages through ten thousand rows)."""
+    capped = (
+        sa.select(sa.literal(1).label("one"))
+        .select_from(workflows)
+        .where(*where)
+        .limit(COUNT_CAP + 1)
+        .subquery()
+    )
+    return int(conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one())
 
 
 def find_ids(

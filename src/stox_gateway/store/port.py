@@ -43,7 +43,8 @@ class WorkflowQuery:
 @dataclass(frozen=True, slots=True)
 class WorkflowPage:
     workflows: list[Workflow]
-    total: int  # every match, not only this page
+    total: int  # every match, not only this page; with `exact` False: at least this many
+    exact: bool = True
 
 
 @dataclass(frozen=True, slots=True)

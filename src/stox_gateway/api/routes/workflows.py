@@ -153,6 +153,7 @@ async def find_workflows(
         {
             "items": [workflow_summary_to_wire(w, now) for w in page.workflows],
             "total": page.total,
+            "total_exact": page.exact,
             "limit": limit,
             "offset": offset,
         }

@@ -178,8 +178,9 @@ export class ListView {
     const counts = Object.fromEntries(STATUSES.map((s) => [s, 0]));
     for (const w of all) counts[w.status] = (counts[w.status] ?? 0) + 1;
     const parts = STATUSES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`);
+    const total = `${page.total}${page.total_exact === false ? '+' : ''}`;
     const shown = rows.length
-      ? `${page.offset + 1}–${page.offset + rows.length} of ${page.total}` : `0 of ${page.total}`;
+      ? `${page.offset + 1}–${page.offset + rows.length} of ${total}` : `0 of ${total}`;
     this.summary.textContent = this.error ? `Could not load the list: ${this.error}`
       : shown + (parts.length ? ` · live: ${parts.join(' · ')}` : '');
     const signature = JSON.stringify([rows.map((w) => [w.id, w.seq, w.status, w.thumbnail_url]),
@@ -245,15 +246,16 @@ export class ListView {
       this.app.filters.offset = (to - 1) * limit;
       this.fetch();
     };
-    renderIfChanged(this.pager, JSON.stringify([pages, current]), () => [
+    const more = page.total_exact === false ? '+' : '';
+    renderIfChanged(this.pager, JSON.stringify([pages, current, more]), () => [
       h('button', {
         type: 'button', class: 'button button-quiet', 'data-testid': 'page-prev',
         disabled: current <= 1, onclick: () => go(current - 1),
       }, '← Newer'),
-      h('span', { class: 'muted', 'data-testid': 'page-number' }, `Page ${current} of ${pages}`),
+      h('span', { class: 'muted', 'data-testid': 'page-number' }, `Page ${current} of ${pages}${more}`),
       h('button', {
         type: 'button', class: 'button button-quiet', 'data-testid': 'page-next',
-        disabled: current >= pages, onclick: () => go(current + 1),
+        disabled: current >= pages && !more, onclick: () => go(current + 1),
       }, 'Older →'),
     ]);
   }
