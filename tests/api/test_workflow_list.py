@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.test_auth import bearer, http, register, secured  # noqa: F401 - fixtures
 from tests.api.test_workflow_routes import assert_error, complete, status
 from tests.integration.conftest import drop_postgres_schema, unique
 from tests.support import POSTGRES_URL, make_settings, require_server, running_gateway
@@ -190,3 +191,30 @@ async def test_bulk_retry_and_cancel_count_what_they_did_and_skipped(
     assert_error(
         await client.post("/api/v1/workflow/bulk/cancel", json={"filter": {"status": "x"}}), 422
     )
+
+
+async def test_the_list_and_bulk_actions_see_only_the_callers_workflows(
+    http: httpx.AsyncClient,  # noqa: F811 - test_auth's fixture: a gateway with auth required
+) -> None:
+    ann, bob = await register(http, "ann3@example.com"), await register(http, "bob3@example.com")
+    upload = await http.post("/api/v1/workflow/upload", json={"name": "Ann's"}, headers=bearer(ann))
+    anns = upload.json()["workflow_id"]
+
+    assert (await http.get("/api/v1/workflows")).status_code == 401
+    assert (await http.get("/api/v1/workflows", headers=bearer(bob))).json()["total"] == 0
+    mine = await http.get("/api/v1/workflows", params={"q": "ann"}, headers=bearer(ann))
+    assert [item["id"] for item in mine.json()["items"]] == [anns]
+
+    for body in ({"ids": [anns]}, {"filter": {}}):
+        answer = await http.post("/api/v1/workflow/bulk/cancel", json=body, headers=bearer(bob))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["cancelled"] == 0
+    assert answer.json()["matched"] == 0
+    named = await http.post(
+        "/api/v1/workflow/bulk/cancel", json={"ids": [anns]}, headers=bearer(bob)
+    )
+    assert named.json()["not_found"] == 1  # as the single route's 404
+    answer = await http.post(
+        "/api/v1/workflow/bulk/cancel", json={"ids": [anns]}, headers=bearer(ann)
+    )
+    assert answer.json()["cancelled"] == 1
