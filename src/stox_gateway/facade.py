@@ -164,6 +164,10 @@ class Gateway:
         self, caller: Caller, query: WorkflowQuery, *, limit: int, offset: int
     ) -> WorkflowPage:
         """A page of the workflows the caller may see that `query` matches, and their total."""
+        for name in ("type", "search"):
+            found = control_character(getattr(query, name) or "")
+            if found:
+                raise InvalidInput(f"{name}: control characters are refused", code=BAD_PARAMETER)
         scoped = dataclasses.replace(query, owner=self.guard.owner_filter(caller))
         return await self.engine.find_workflows(scoped, limit=limit, offset=offset)
 

@@ -135,6 +135,9 @@ async def test_filters_and_search_run_on_the_server(client: httpx.AsyncClient) -
     assert_error(await client.get("/api/v1/workflows", params={"created_from": "soon"}), 400)
     assert_error(await client.get("/api/v1/workflows", params={"limit": 0}), 400)
     assert_error(await client.get("/api/v1/workflows", params={"status": "lost"}), 400)
+    assert_error(await client.get("/api/v1/workflows", params={"type": "a\x00b"}), 400)
+    far = {"created_from": "0001-01-01T00:00:00+14:00"}
+    assert_error(await client.get("/api/v1/workflows", params=far), 400)
 
 
 async def test_bulk_retry_and_cancel_count_what_they_did_and_skipped(

@@ -200,10 +200,15 @@ async def bulk_cancel(body: BulkRequest, rt: RuntimeDep, who: CallerDep) -> Json
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    """A time without a zone is taken as UTC (the API's times are UTC)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    """A time in UTC; one without a zone is taken as UTC (the API's times are UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00: before any time there is
+        raise ApiError(400, "invalid_parameter", f"{moment.isoformat()} is out of range") from None
 
 
 @router.post("/{workflow_id}/cancel", response_model=WorkflowView, responses=_ERRORS)
