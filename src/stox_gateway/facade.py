@@ -181,7 +181,7 @@ class Gateway:
         """Retry or cancel many workflows, named by `ids` or matched by `query` (not both),
         each by its own rules, among those the caller may see (as the single routes)."""
         if (query is None) == (ids is None):
-            raise InvalidInput("give either a filter or ids, not both", code=BAD_PARAMETER)
+            raise InvalidInput("give a filter or ids: one of the two", code=BAD_PARAMETER)
         owner = self.guard.owner_filter(caller)
         if ids is not None:
             if len(ids) > MAX_BULK_IDS:
