@@ -44,7 +44,9 @@ USER stox
 WORKDIR /var/lib/stox
 EXPOSE 8080 50052
 # Readiness, not liveness: a replica whose database or bus is away is taken out of rotation.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+# A long start period: failed probes while it starts do not count, and a loaded host can take
+# a minute to start Python, migrate and connect (a passing probe ends the period at once).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=90s --retries=3 \
   CMD ["python3", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('STOX_SERVER__PORT', '8080'), timeout=4).status != 200)"]
 # SIGTERM is the gateway's and the workers' graceful stop: no new work, the step in hand is
 # finished and acked, the outbox flushed, WebSockets closed with 1001.

@@ -8,23 +8,85 @@ once, and each door only translates the errors (`stox_gateway.errors`) into its 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from stox_gateway.auth.guard import Caller, Guard
 from stox_gateway.bus.services import ServiceWatcher
 from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.engine.models import JSON, Completion, Workflow, WorkflowStatus
 from stox_gateway.engine.service import CompletionOutcome, WorkflowEngine
-from stox_gateway.errors import InvalidInput, Unprocessable
+from stox_gateway.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from stox_gateway.hub import Hub, Subscriber
 from stox_gateway.hub.feed import first_frames
 from stox_gateway.schemas import StepCompletedRequest
+from stox_gateway.store.port import WorkflowPage, WorkflowQuery
 from stox_gateway.text import control_character, control_in_json
 from stox_gateway.wire import WaitingFor, workflow_to_wire
 
 MAX_SEQ = 2**63 - 1  # the store's seq is a signed 64-bit integer
 BAD_PARAMETER = "invalid_parameter"
+MAX_BULK_IDS = 1000  # ids named in one bulk request
+
+BulkAction = Literal["retry", "cancel"]
+_DONE = {"retry": "retried", "cancel": "cancelled"}
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What a bulk action did: each workflow acted on, skipped by its own rules (a completed
+    one is not retried), or not found (unknown, or not the caller's)."""
+
+    action: BulkAction
+    matched: int
+    done: int
+    skipped: int
+    not_found: int
+    limited: bool  # more matched the filter than one bulk action takes
+
+    def to_wire(self) -> dict[str, int | bool]:
+        return {
+            _DONE[self.action]: self.done,
+            "skipped": self.skipped,
+            "not_found": self.not_found,
+            "matched": self.matched,
+            "limited": self.limited,
+        }
+
+
+async def bulk_act(
+    engine: WorkflowEngine,
+    action: BulkAction,
+    query: WorkflowQuery,
+    *,
+    named: Sequence[str] = (),
+    batch_size: int = 100,
+    max_items: int = 10_000,
+) -> BulkOutcome:
+    """Retry or cancel what `query` matches, `batch_size` at a time (one group commit each),
+    at most `max_items`; `named`: the ids asked for, those not matched count as not found."""
+    found = await engine.find_ids(query, limit=max_items + 1)
+    limited = len(found) > max_items
+    found = found[:max_items]
+    act = engine.retry if action == "retry" else engine.cancel
+    done = skipped = missing = 0
+    for start in range(0, len(found), batch_size):
+        batch = found[start : start + batch_size]
+        for outcome in await asyncio.gather(*(act(i) for i in batch), return_exceptions=True):
+            if isinstance(outcome, Conflict):
+                skipped += 1
+            elif isinstance(outcome, NotFound):
+                missing += 1
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                done += 1
+    missing += len(set(named)) - len(found) if named else 0
+    return BulkOutcome(action, len(found), done, skipped, missing, limited)
 
 
 def completion_from_request(request: StepCompletedRequest) -> Completion:
@@ -81,10 +143,13 @@ class Gateway:
         *,
         queue_size: int = 256,
         services: ServiceWatcher | None = None,
+        bulk_batch_size: int = 100,
+        bulk_max: int = 10_000,
     ) -> None:
         self.engine, self.guard, self.hub = engine, guard, hub
         self._queue_size = queue_size
         self.services = services
+        self._bulk_batch_size, self._bulk_max = bulk_batch_size, bulk_max
 
     def view(self, workflow: Workflow) -> JSON:
         """The status answer's shape, each waiting step saying which service it waits for."""
@@ -111,6 +176,47 @@ class Gateway:
     ) -> list[Workflow]:
         return await self.engine.list_workflows(
             status=status, owner=self.guard.owner_filter(caller), limit=limit, offset=offset
+        )
+
+    async def find(
+        self, caller: Caller, query: WorkflowQuery, *, limit: int, offset: int
+    ) -> WorkflowPage:
+        """A page of the workflows the caller may see that `query` matches, and their total."""
+        for name in ("type", "search"):
+            found = control_character(getattr(query, name) or "")
+            if found:
+                raise InvalidInput(f"{name}: control characters are refused", code=BAD_PARAMETER)
+        scoped = dataclasses.replace(query, owner=self.guard.owner_filter(caller))
+        return await self.engine.find_workflows(scoped, limit=limit, offset=offset)
+
+    async def bulk(
+        self,
+        caller: Caller,
+        action: BulkAction,
+        query: WorkflowQuery | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> BulkOutcome:
+        """Retry or cancel many workflows, named by `ids` or matched by `query` (not both),
+        each by its own rules, among those the caller may see (as the single routes)."""
+        if (query is None) == (ids is None):
+            raise InvalidInput("give a filter or ids: one of the two", code=BAD_PARAMETER)
+        owner = self.guard.owner_filter(caller)
+        if ids is not None:
+            if len(ids) > MAX_BULK_IDS:
+                raise InvalidInput(f"at most {MAX_BULK_IDS} ids at once", code=BAD_PARAMETER)
+            for workflow_id in ids:
+                _check_id(workflow_id)
+            query = WorkflowQuery(ids=tuple(dict.fromkeys(ids)), owner=owner)
+        else:
+            assert query is not None
+            query = dataclasses.replace(query, owner=owner, ids=None)
+        return await bulk_act(
+            self.engine,
+            action,
+            query,
+            named=ids or (),
+            batch_size=self._bulk_batch_size,
+            max_items=self._bulk_max,
         )
 
     @contextlib.asynccontextmanager

@@ -160,6 +160,8 @@ class Runtime:
                 hub,
                 queue_size=settings.websocket.client_queue_size,
                 services=services,
+                bulk_batch_size=settings.workflow.bulk_batch_size,
+                bulk_max=settings.workflow.bulk_max,
             )
             runtime = cls(
                 settings,

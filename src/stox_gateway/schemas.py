@@ -171,6 +171,74 @@ class WorkflowView(BaseModel):
     definition: PipelineView = Field(description="the definition the workflow started with")
 
 
+class FailedStepView(BaseModel):
+    type: str | None = Field(description="the step that failed (None: the workflow itself)")
+    reason: str | None = Field(description="its error, the first line, trimmed")
+
+
+class WorkflowSummary(BaseModel):
+    """One row of `GET /api/v1/workflows`."""
+
+    id: str
+    type: str
+    status: Literal["pending", "processing", "completed", "failed", "cancelled"]
+    name: str | None
+    category: str | None
+    price: float | None
+    currency: str | None = Field(description="ISO 4217, when the product names one")
+    thumbnail_url: str | None = Field(description="the first thumbnail, under /media/")
+    current_step: str | None
+    running_steps: list[str] = Field(description="every step running now (parallel branches)")
+    steps_completed: int
+    steps_total: int
+    failed_step: FailedStepView | None
+    duration_seconds: float = Field(description="from start to end, or to now while it runs")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    seq: int
+
+
+class WorkflowPageView(BaseModel):
+    items: list[WorkflowSummary]
+    total: int = Field(description="every workflow the filters match, not only this page")
+    total_exact: bool = Field(
+        description="false: more than 10,000 match; `total` is a lower bound (at least)"
+    )
+    limit: int
+    offset: int
+
+
+class BulkFilter(BaseModel):
+    """The list's filters, for a bulk action over every workflow they match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["pending", "processing", "completed", "failed", "cancelled"] | None = None
+    type: Annotated[str, StringConstraints(max_length=64), SingleLine] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    search: Annotated[str, StringConstraints(max_length=200), SingleLine] | None = None
+
+
+class BulkRequest(BaseModel):
+    """Either `ids` or `filter` (with `{}`: every workflow the caller may see)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Id] | None = Field(default=None, max_length=1000)
+    filter: BulkFilter | None = None
+
+
+class BulkResult(BaseModel):
+    retried: int | None = None
+    cancelled: int | None = None
+    skipped: int = Field(description="left alone by their own rules (a completed one)")
+    not_found: int = Field(description="named ids that are unknown or not the caller's")
+    matched: int
+    limited: bool = Field(description="more matched than one bulk action takes")
+
+
 class PipelineStepView(BaseModel):
     type: str
     after: list[str]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
-from stox_gateway.engine.models import JSON, Step, StepStatus, Update, Workflow
+from stox_gateway.engine.models import JSON, Step, StepStatus, Update, Workflow, WorkflowStatus
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.routing import GATEWAY_UPDATE
 
@@ -91,6 +93,75 @@ def workflow_to_wire(workflow: Workflow, waiting_for: WaitingFor | None = None) 
         "correlation_id": workflow.correlation_id,
         "seq": workflow.seq,
     }
+
+
+REASON_MAX = 200  # characters of a failed step's reason in a list row
+
+
+def workflow_summary_to_wire(workflow: Workflow, now: datetime) -> JSON:
+    """One row of the list: what a shop person scans for, without the steps' results."""
+    product = workflow.product
+    failed = _failed_step(workflow)
+    end = workflow.completed_at if workflow.status.ended and workflow.completed_at else now
+    return {
+        "id": workflow.id,
+        "type": workflow.type,
+        "status": str(workflow.status),
+        "name": product.get("name"),
+        "category": product.get("category"),
+        "price": product.get("price"),
+        "currency": product.get("currency"),
+        "thumbnail_url": _thumbnail_url(workflow),
+        "current_step": (
+            workflow.current_step.type
+            if workflow.current_step and not workflow.status.ended
+            else None
+        ),
+        "running_steps": [s.type for s in workflow.steps if s.status is StepStatus.RUNNING]
+        if not workflow.status.ended
+        else [],
+        "steps_completed": sum(1 for s in workflow.steps if s.status is StepStatus.COMPLETED),
+        "steps_total": len(workflow.steps),
+        "failed_step": failed,
+        "duration_seconds": round(max((end - workflow.created_at).total_seconds(), 0.0), 3),
+        "created_at": workflow.created_at,
+        "updated_at": workflow.updated_at,
+        "completed_at": workflow.completed_at,
+        "seq": workflow.seq,
+    }
+
+
+def one_line(text: str | None, limit: int = REASON_MAX) -> str | None:
+    """The first non-empty line of `text`, trimmed to `limit` characters."""
+    line = next((part.strip() for part in (text or "").splitlines() if part.strip()), "")
+    if not line:
+        return None
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _failed_step(workflow: Workflow) -> JSON | None:
+    if workflow.status is not WorkflowStatus.FAILED:
+        return None
+    step = next((s for s in workflow.steps if s.status is StepStatus.FAILED), None)
+    if step is None:
+        return {"type": None, "reason": one_line(workflow.error)}
+    return {"type": step.type, "reason": one_line(step.error or workflow.error)}
+
+
+def _thumbnail_url(workflow: Workflow) -> str | None:
+    """The first thumbnail a step made, else the first image when it is in the media folder."""
+    for step in workflow.steps:
+        made = (step.result or {}).get("processed_images")
+        if step.status is StepStatus.COMPLETED and isinstance(made, list) and made:
+            first = made[0]
+            if isinstance(first, str) and first:
+                return "/media/" + quote(first.lstrip("/"))
+    images = workflow.product.get("images")
+    if isinstance(images, list) and images and isinstance(images[0], str):
+        first = images[0]
+        if "://" not in first and "/" not in first:
+            return "/media/" + quote(first)
+    return None
 
 
 def outgoing_messages(

@@ -318,6 +318,75 @@ async def test_the_list_is_live_filters_and_a_workflow_is_cancelled(
         await expect(page.get_by_test_id("summary")).to_contain_text("1 cancelled")
 
 
+async def test_the_list_pages_on_the_server_shows_thumbnails_and_retries_all_failed(
+    page: Page, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, workers={"embedded": False})
+    async with running_gateway(settings) as gateway:
+        ids = [
+            await upload(gateway.url, {"name": f"Mug {n}", "images": ["image1.jpg"], "price": n})
+            for n in range(12)
+        ]
+        for workflow_id in ids[:2]:  # the two oldest fail for good
+            workflow = await status(gateway.url, workflow_id)
+            await report(
+                gateway.url,
+                workflow,
+                "image_processing",
+                success=False,
+                error="The image could not be read\ndetails",
+                retryable=False,
+            )
+        await open_dashboard(page, gateway.url)
+        await page.get_by_label("Rows").select_option("10")
+        rows = page.get_by_test_id("workflow-row")
+        await expect(rows).to_have_count(10)
+        await expect(page.get_by_test_id("summary")).to_contain_text("1–10 of 12")
+        await expect(page.get_by_test_id("page-number")).to_have_text("Page 1 of 2")
+        await expect(rows.nth(0)).to_contain_text("Mug 11")
+        thumbnails = page.get_by_test_id("row-thumbnail")
+        await expect(thumbnails).to_have_count(10)
+        await expect(thumbnails.nth(0)).to_have_attribute("src", "/media/image1.jpg")
+        await page.wait_for_function(
+            """() => [...document.querySelectorAll('[data-testid="row-thumbnail"]')]
+                     .every((img) => img.complete && img.naturalWidth > 0)""",
+            timeout=WAIT_MS,
+        )
+
+        await page.get_by_test_id("page-next").click()
+        await expect(page.get_by_test_id("page-number")).to_have_text("Page 2 of 2")
+        await expect(rows).to_have_count(2)
+        await expect(page.get_by_test_id("summary")).to_contain_text("11–12 of 12")
+        for index in range(2):
+            await expect(rows.nth(index)).to_have_attribute("data-status", "failed")
+            await expect(rows.nth(index).get_by_test_id("row-failure")).to_have_text(
+                re.compile(r"^Image processing\s*The image could not be read$")
+            )
+
+        await page.get_by_test_id("retry-all-failed").click()
+        await expect(page.get_by_test_id("bulk-confirm-text")).to_have_text(
+            "Retry 2 failed workflows matching the filters?"
+        )
+        await page.get_by_test_id("bulk-dismiss").click()  # not yet
+        await expect(page.get_by_test_id("bulk-confirmation")).to_have_count(0)
+        assert (await status(gateway.url, ids[0]))["status"] == "failed"
+        await page.get_by_test_id("retry-all-failed").click()
+        await page.get_by_test_id("bulk-confirm").click()
+        await expect(page.get_by_test_id("bulk-outcome")).to_have_text("Retried 2")
+        for index in range(2):
+            await expect(rows.nth(index)).to_have_attribute("data-status", "processing")
+        assert {(await status(gateway.url, i))["status"] for i in ids[:2]} == {"processing"}
+
+        await rows.nth(0).get_by_test_id("row-select").check()
+        await page.get_by_test_id("cancel-selected").click()
+        await expect(page.get_by_test_id("bulk-confirm-text")).to_contain_text(
+            "Cancel 1 selected workflow?"
+        )
+        await page.get_by_test_id("bulk-confirm").click()
+        await expect(page.get_by_test_id("bulk-outcome")).to_have_text("Cancelled 1")
+        await expect(rows.nth(0)).to_have_attribute("data-status", "cancelled")
+
+
 async def test_a_failed_workflow_is_retried_from_the_page_and_resumes(
     page: Page, tmp_path: Path
 ) -> None:

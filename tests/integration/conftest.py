@@ -91,6 +91,10 @@ async def postgres_schema() -> AsyncIterator[str]:
     require_server(5432, "PostgreSQL")
     schema = unique("stox_test")
     yield schema
+    await drop_postgres_schema(schema)
+
+
+async def drop_postgres_schema(schema: str) -> None:
     engine = create_async_engine(POSTGRES_URL)
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

@@ -8,11 +8,13 @@ from sqlalchemy.engine import Connection
 
 from stox_gateway.store import migrate
 from stox_gateway.store.sql import SqlStore
-from stox_gateway.store.tables import metadata
+from stox_gateway.store.tables import metadata, outside_metadata
 
 
 def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": outside_metadata}
+    )
     return list(compare_metadata(context, metadata))
 
 

@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(workflows.router)
+    app.include_router(workflows.listing)
     app.include_router(pipelines.router)
     app.include_router(auth.router)
     app.include_router(health.router)

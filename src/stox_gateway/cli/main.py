@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from stox_gateway import __version__
+from stox_gateway.cli.dead_letters import dead_letters_app
 from stox_gateway.cli.operator import config_app, db_app, workflows_app
 from stox_gateway.cli.settings import ConfigOption, load_cli_settings
 from stox_gateway.engine.definitions import NAME, STEP_TYPES, load_definitions
@@ -28,6 +29,7 @@ def _add_operator_commands() -> None:
     app.add_typer(workflows_app, name="workflows")
     app.add_typer(db_app, name="db")
     app.add_typer(config_app, name="config")
+    app.add_typer(dead_letters_app, name="dead-letters")
 
 
 _settings = load_cli_settings

@@ -149,6 +149,12 @@ class WorkflowSettings(BaseModel):
         default=timedelta(seconds=2),
         description="how often each step type's consumers and waiting messages are counted",
     )
+    bulk_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="a bulk retry/cancel acts on this many at once"
+    )
+    bulk_max: int = Field(
+        default=10_000, ge=1, description="at most this many workflows per bulk retry/cancel"
+    )
 
 
 class WorkersSettings(BaseModel):

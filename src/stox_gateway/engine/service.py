@@ -30,7 +30,7 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
-from stox_gateway.store.port import IdempotencyKey, WorkflowStore
+from stox_gateway.store.port import IdempotencyKey, WorkflowPage, WorkflowQuery, WorkflowStore
 
 log = structlog.get_logger(__name__)
 
@@ -186,6 +186,14 @@ class WorkflowEngine:
         return await self._store.list_workflows(
             status=status, owner=owner, limit=limit, offset=offset
         )
+
+    async def find_workflows(
+        self, query: WorkflowQuery, *, limit: int = 50, offset: int = 0
+    ) -> WorkflowPage:
+        return await self._store.find_workflows(query, limit=limit, offset=offset)
+
+    async def find_ids(self, query: WorkflowQuery, *, limit: int) -> list[str]:
+        return await self._store.find_ids(query, limit=limit)
 
     async def updates(self, workflow_id: str, *, after_seq: int = 0, **kw: Any) -> list[Update]:
         return await self._store.updates(workflow_id, after_seq=after_seq, **kw)

@@ -9,7 +9,8 @@ adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
 - `_read(fn)`, `_write(fn, changes)`: where and how `fn(connection)` runs in a transaction;
 - `_load_for_change`: a batch's workflows (locked where the database needs row locks);
 - `_execute_writes`, `_executemany`, `_select`, `_insert_outbox`: how the hot statements run;
-- `claim_outbox`, `exclusive`, `_lock_deadline_owners`: coordination between processes.
+- `claim_outbox`, `exclusive`, `_lock_deadline_owners`: coordination between processes;
+- `_search_clause`, `search_index_ddl`: the name/category search and its index (`finding.py`).
 
 `SqlStore(url, ...)` gives the adapter for the URL (`adapter_for`), so callers never ask
 which database it is.
@@ -34,12 +35,18 @@ from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
 from stox_gateway.observability.tracing import trace_headers
-from stox_gateway.store import migrate, operations
+from stox_gateway.store import finding, migrate, operations
 from stox_gateway.store import statements as st
 from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
 from stox_gateway.store.outbox_handoff import OutboxHandoff
 from stox_gateway.store.planning import Writes, plan, resolve
-from stox_gateway.store.port import DueStep, IdempotencyKey, OutboxRow
+from stox_gateway.store.port import (
+    DueStep,
+    IdempotencyKey,
+    OutboxRow,
+    WorkflowPage,
+    WorkflowQuery,
+)
 from stox_gateway.store.rows import outbox_from_written
 from stox_gateway.store.tables import UTCDateTime
 
@@ -55,7 +62,11 @@ _ADAPTERS: dict[str, type[SqlStore]] = {}
 
 def adapter_for(url: str) -> type[SqlStore]:
     """The store class for a database URL: the one place that picks an adapter."""
-    backend = make_url(url).get_backend_name()
+    return adapter_for_backend(make_url(url).get_backend_name())
+
+
+def adapter_for_backend(backend: str) -> type[SqlStore]:
+    """The store class for a dialect name (a migration knows its connection, not a URL)."""
     try:
         return _ADAPTERS[backend]
     except KeyError:
@@ -164,6 +175,16 @@ class SqlStore:
     def claim_outbox(
         self, now: datetime, limit: int = 100
     ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
+        raise NotImplementedError
+
+    def _search_clause(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        """A condition on `workflows`: every word starts a word of the name or category,
+        answered from the index `search_index_ddl` made."""
+        raise NotImplementedError
+
+    @classmethod
+    def search_index_ddl(cls, *, drop: bool = False) -> list[str]:
+        """The statements that make (or, with `drop`, remove) the search index (migration 0010)."""
         raise NotImplementedError
 
     def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
@@ -311,6 +332,18 @@ class SqlStore:
     ) -> list[Workflow]:
         return await self._read(
             lambda conn: operations.list_workflows(conn, status, owner, limit, offset)
+        )
+
+    async def find_workflows(
+        self, query: WorkflowQuery, *, limit: int = 50, offset: int = 0
+    ) -> WorkflowPage:
+        return await self._read(
+            lambda conn: finding.find_workflows(conn, query, self._search_clause, limit, offset)
+        )
+
+    async def find_ids(self, query: WorkflowQuery, *, limit: int) -> list[str]:
+        return await self._read(
+            lambda conn: finding.find_ids(conn, query, self._search_clause, limit)
         )
 
     async def updates(

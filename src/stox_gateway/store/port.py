@@ -27,6 +27,27 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowQuery:
+    """Which workflows a list or a bulk action is about; every field left None matches all."""
+
+    status: WorkflowStatus | None = None
+    type: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+    search: str | None = None  # words of the name or category, each a prefix
+    owner: str | None = None
+    ids: tuple[str, ...] | None = None
+    id_prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPage:
+    workflows: list[Workflow]
+    total: int  # every match, not only this page; with `exact` False: at least this many
+    exact: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class IdempotencyKey:
     scope: str
     key: str
@@ -82,6 +103,14 @@ class WorkflowStore(Protocol):
         limit: int = 50,
         offset: int = 0,
     ) -> list[Workflow]: ...
+
+    async def find_workflows(
+        self, query: WorkflowQuery, *, limit: int = 50, offset: int = 0
+    ) -> WorkflowPage:
+        """A page of the workflows `query` matches, newest first, and how many match in all."""
+
+    async def find_ids(self, query: WorkflowQuery, *, limit: int) -> list[str]:
+        """The ids of the first `limit` workflows `query` matches, newest first."""
 
     async def updates(
         self, workflow_id: str, *, after_seq: int = 0, up_to_seq: int | None = None

@@ -34,6 +34,14 @@ from stox_gateway.store.planning import Writes
 
 T = TypeVar("T")
 
+# The search's document, the very expression the GIN index is built on (PostgreSQL uses an
+# expression index only for the same expression): the name's and category's words, as they
+# are ('simple': no stemming or stop words, product names are not prose), no extension needed.
+SEARCH_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, coalesce(product->>'name', '') || ' ' || "
+    "coalesce(product->>'category', ''))"
+)
+
 MIGRATION_LOCK = 7411536  # replicas starting together migrate one after the other
 IDLE_BEFORE_PING = 1.0  # seconds a pooled connection may rest before it is pinged at checkout
 
@@ -122,6 +130,20 @@ class PostgresStore(SqlStore):
 
     def _execute_writes(self, conn: sa.Connection, writes: Writes) -> None:
         postgres_writes.execute(conn, writes)  # one statement, one round trip
+
+    def _search_clause(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        terms = " & ".join(f"{word}:*" for word in words)  # `\w+` words: no query syntax
+        match = f"{SEARCH_DOCUMENT} @@ to_tsquery('simple'::regconfig, :search_terms)"
+        return sa.and_(sa.text(match).bindparams(search_terms=terms))
+
+    @classmethod
+    def search_index_ddl(cls, *, drop: bool = False) -> list[str]:
+        if drop:
+            return ["DROP INDEX IF EXISTS ix_workflows_search"]
+        return [
+            "CREATE INDEX IF NOT EXISTS ix_workflows_search ON workflows "
+            f"USING gin ({SEARCH_DOCUMENT})"
+        ]
 
     def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
         # The workflows' row locks, in id order, as a batch of the engine takes them: a sweeper

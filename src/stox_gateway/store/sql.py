@@ -6,8 +6,14 @@
 
 from __future__ import annotations
 
-from stox_gateway.store.core import SqlStore, adapter_for
+from stox_gateway.store.core import SqlStore, adapter_for, adapter_for_backend
 from stox_gateway.store.postgres import PostgresStore
 from stox_gateway.store.sqlite import SqliteStore
 
-__all__ = ["PostgresStore", "SqlStore", "SqliteStore", "adapter_for"]
+__all__ = [
+    "PostgresStore",
+    "SqlStore",
+    "SqliteStore",
+    "adapter_for",
+    "adapter_for_backend",
+]

@@ -40,6 +40,27 @@ T = TypeVar("T")
 # "other operations were waiting" over the last batches; inline only while it is near zero.
 INLINE_WHILE_BUSY_BELOW = 0.1
 
+# The name/category search: an FTS5 table of each workflow's name and category, filled by
+# triggers (the product never changes after the insert, so the update trigger is for safety).
+# Accents are kept, as PostgreSQL's 'simple' configuration keeps them (no `unaccent`).
+# Keyed by the workflow's id, not the rowid, which a VACUUM may renumber.
+_SEARCH_ROW = (
+    "INSERT INTO workflow_search (workflow_id, name, category) VALUES (new.id, "
+    "json_extract(new.product, '$.name'), json_extract(new.product, '$.category'));"
+)
+SEARCH_INDEX = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS workflow_search USING fts5("
+    "workflow_id UNINDEXED, name, category, tokenize = 'unicode61 remove_diacritics 0')",
+    f"CREATE TRIGGER IF NOT EXISTS workflow_search_insert AFTER INSERT ON workflows BEGIN "
+    f"{_SEARCH_ROW} END",
+    "CREATE TRIGGER IF NOT EXISTS workflow_search_delete AFTER DELETE ON workflows BEGIN "
+    "DELETE FROM workflow_search WHERE workflow_id = old.id; END",
+    f"CREATE TRIGGER IF NOT EXISTS workflow_search_update AFTER UPDATE OF product ON workflows "
+    f"BEGIN DELETE FROM workflow_search WHERE workflow_id = old.id; {_SEARCH_ROW} END",
+    "INSERT INTO workflow_search (workflow_id, name, category) SELECT id, "
+    "json_extract(product, '$.name'), json_extract(product, '$.category') FROM workflows",
+]
+
 
 class SqliteStore(SqlStore):
     backend = "sqlite"
@@ -114,6 +135,25 @@ class SqliteStore(SqlStore):
         one statement's rows have consecutive ids, ending at `last_insert_rowid()`."""
         last = last_insert_rowid(self._prepared_for(st.INSERT_OUTBOX).executemany(conn, rows))
         return list(range(last - len(rows) + 1, last + 1))
+
+    def _search_clause(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        terms = " ".join(f'"{word}"*' for word in words)  # `\w+` words, each a prefix
+        match = (
+            "workflows.id IN (SELECT workflow_id FROM workflow_search "
+            "WHERE workflow_search MATCH :search_terms)"
+        )
+        return sa.and_(sa.text(match).bindparams(search_terms=terms))
+
+    @classmethod
+    def search_index_ddl(cls, *, drop: bool = False) -> list[str]:
+        if drop:
+            return [
+                "DROP TRIGGER IF EXISTS workflow_search_insert",
+                "DROP TRIGGER IF EXISTS workflow_search_delete",
+                "DROP TRIGGER IF EXISTS workflow_search_update",
+                "DROP TABLE IF EXISTS workflow_search",
+            ]
+        return SEARCH_INDEX
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:

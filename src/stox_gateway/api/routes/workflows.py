@@ -1,7 +1,9 @@
-"""`/api/v1/workflow/*`: upload, status, step-completed, list (DESIGN §3)."""
+"""`/api/v1/workflow/*`: upload, status, step-completed, list (DESIGN §3), bulk retry and
+cancel; `/api/v1/workflows`: the paged, filtered, searchable list of summaries."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
@@ -18,20 +20,26 @@ from stox_gateway.api.errors import ApiError
 from stox_gateway.api.responses import JsonResponse
 from stox_gateway.auth.guard import Caller
 from stox_gateway.engine.models import WorkflowStatus
-from stox_gateway.facade import completion_from_request
+from stox_gateway.facade import BulkAction, completion_from_request
 from stox_gateway.runtime import Runtime
 from stox_gateway.schemas import (
+    BulkRequest,
+    BulkResult,
     ErrorResponse,
     ProductUploadRequest,
     StepCompletedRequest,
     StepCompletedResponse,
     UploadAccepted,
+    WorkflowPageView,
     WorkflowView,
 )
+from stox_gateway.store.port import WorkflowQuery
+from stox_gateway.wire import workflow_summary_to_wire
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
+listing = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
 
 RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
@@ -115,6 +123,92 @@ async def list_workflows(
     """Workflows, newest first, optionally of one status."""
     workflows = await rt.gateway.list(who, status=status, limit=limit, offset=offset)
     return JsonResponse([rt.gateway.view(w) for w in workflows])
+
+
+@listing.get("", response_model=WorkflowPageView, responses=_ERRORS)
+async def find_workflows(
+    rt: RuntimeDep,
+    who: CallerDep,
+    status: WorkflowStatus | None = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="words of name/category")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JsonResponse:
+    """A page of workflow summaries, newest first, with the total that match: filtered by
+    status, type and creation time (`created_from` inclusive, `created_to` exclusive), and
+    searched by `q`: each word the start of a word of the product's name or category."""
+    query = WorkflowQuery(
+        status=status,
+        type=type,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
+        search=q,
+    )
+    page = await rt.gateway.find(who, query, limit=limit, offset=offset)
+    now = datetime.now(UTC)
+    return JsonResponse(
+        {
+            "items": [workflow_summary_to_wire(w, now) for w in page.workflows],
+            "total": page.total,
+            "total_exact": page.exact,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+async def _bulk(action: BulkAction, body: BulkRequest, rt: Runtime, who: Caller) -> JsonResponse:
+    query = None
+    if body.filter is not None:
+        f = body.filter
+        query = WorkflowQuery(
+            status=WorkflowStatus(f.status) if f.status else None,
+            type=f.type,
+            created_from=_utc(f.created_from),
+            created_to=_utc(f.created_to),
+            search=f.search,
+        )
+    outcome = await rt.gateway.bulk(who, action, query=query, ids=body.ids)
+    return JsonResponse(outcome.to_wire())
+
+
+@router.post(
+    "/bulk/retry",
+    response_model=BulkResult,
+    responses=_ERRORS,
+    dependencies=[Depends(require_json)],
+)
+async def bulk_retry(body: BulkRequest, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
+    """Retry every failed workflow among `ids` or those `filter` matches, in bounded batches;
+    the others are skipped and counted (`{"retried", "skipped", "not_found", ...}`)."""
+    return await _bulk("retry", body, rt, who)
+
+
+@router.post(
+    "/bulk/cancel",
+    response_model=BulkResult,
+    responses=_ERRORS,
+    dependencies=[Depends(require_json)],
+)
+async def bulk_cancel(body: BulkRequest, rt: RuntimeDep, who: CallerDep) -> JsonResponse:
+    """Cancel every workflow among `ids` or those `filter` matches that has not ended; the
+    ended ones are skipped and counted (`{"cancelled", "skipped", "not_found", ...}`)."""
+    return await _bulk("cancel", body, rt, who)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time in UTC; one without a zone is taken as UTC (the API's times are UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00: before any time there is
+        raise ApiError(400, "invalid_parameter", f"{moment.isoformat()} is out of range") from None
 
 
 @router.post("/{workflow_id}/cancel", response_model=WorkflowView, responses=_ERRORS)

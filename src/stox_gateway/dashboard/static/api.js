@@ -120,6 +120,8 @@ export const gateway = {
     const query = new URLSearchParams({ limit: '100', ...params });
     return api(`/api/v1/workflow/list?${query}`);
   },
+  find: (params = {}) => api(`/api/v1/workflows?${new URLSearchParams(params)}`),
+  bulk: (action, body) => api(`/api/v1/workflow/bulk/${action}`, { method: 'POST', json: body }),
   status: (id) => api(`/api/v1/workflow/status?workflow_id=${encodeURIComponent(id)}`),
   pipelines: () => api('/api/v1/pipelines'),
   upload: (product, idempotencyKey) => api('/api/v1/workflow/upload', {

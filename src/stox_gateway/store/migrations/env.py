@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from stox_gateway.store.tables import metadata
+from stox_gateway.store.tables import metadata, outside_metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - guarded by store.migrate
@@ -19,6 +19,7 @@ context.configure(
     # a batch is plain ALTERs): one migration text for both.
     render_as_batch=True,
     compare_type=True,
+    include_name=outside_metadata,
 )
 with context.begin_transaction():
     context.run_migrations()
