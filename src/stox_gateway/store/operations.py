@@ -108,13 +108,22 @@ def updates(
     ]
 
 
-def due_steps(conn: sa.Connection, now: datetime, limit: int) -> list[DueStep]:
+def due_steps(
+    conn: sa.Connection, now: datetime, limit: int, *, skip_locked: bool = False
+) -> list[DueStep]:
+    """The running steps whose deadline passed, oldest first; `skip_locked`: only those whose
+    workflow no other transaction holds, their workflows' rows locked (`SKIP LOCKED`), so
+    sweepers on several replicas share the due steps instead of queueing on them."""
     query = (
         sa.select(steps.c.workflow_id, steps.c.id, steps.c.attempts)
         .where(steps.c.status == str(StepStatus.RUNNING), steps.c.deadline_at < now)
         .order_by(steps.c.deadline_at)
         .limit(limit)
     )
+    if skip_locked:
+        query = query.join(workflows, workflows.c.id == steps.c.workflow_id).with_for_update(
+            of=workflows, skip_locked=True
+        )
     return [DueStep(r.workflow_id, r.id, r.attempts) for r in conn.execute(query)]
 
 

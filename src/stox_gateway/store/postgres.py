@@ -8,7 +8,9 @@
   relay's batch ends, so replicas relaying side by side never send one row twice; on
   connections of their own whose commits need not wait for the WAL flush (`_relay_options`).
 - A batch's writes are one statement (`postgres_writes.py`); outbox ids come back with it.
-- One sweeper at a time across replicas: an advisory lock, scoped by schema.
+- Sweepers on every replica share the due steps (`SKIP LOCKED` on their workflows' rows).
+- No session state (session advisory locks, `SET`, `LISTEN`): it works through PgBouncer in
+  transaction mode; `exclusive` is a transaction-scoped advisory lock, scoped by schema.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from stox_gateway.engine.models import Workflow
 from stox_gateway.store import operations, postgres_writes
 from stox_gateway.store.core import OutboxClaim, SqlStore, unavailable_when_away
 from stox_gateway.store.planning import Writes
+from stox_gateway.store.port import DueStep
 
 T = TypeVar("T")
 
@@ -123,6 +126,11 @@ class PostgresStore(SqlStore):
     def _execute_writes(self, conn: sa.Connection, writes: Writes) -> None:
         postgres_writes.execute(conn, writes)  # one statement, one round trip
 
+    def _claim_due(self, conn: sa.Connection, now: datetime, limit: int) -> list[DueStep]:
+        # Other replicas' sweeps (and the engine's batches) hold their workflows' rows: skip
+        # them rather than wait, so sweepers side by side take disjoint due steps.
+        return operations.due_steps(conn, now, limit, skip_locked=True)
+
     def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
         # The workflows' row locks, in id order, as a batch of the engine takes them: a sweeper
         # deciding a timeout for one of these steps decides before or after this, never on a
@@ -131,24 +139,22 @@ class PostgresStore(SqlStore):
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
-        """A session advisory lock; False when another replica holds it."""
+        """A transaction-scoped advisory lock, held in a transaction open for the whole job;
+        False when another replica holds it. No session lock: through PgBouncer in transaction
+        mode a session's server connection is not its own between transactions. The holding
+        transaction sits idle meanwhile: a job must end within
+        `database.idle_in_transaction_timeout` (or work in batches and ask again)."""
         # Scoped by schema: gateways of different systems sharing one database (tests, the
         # chaos suite, benchmarks) must not exclude each other.
         scoped = f"{self._schema or 'public'}:{name}"
         key = int.from_bytes(hashlib.sha256(scoped.encode()).digest()[:8], "big", signed=True)
-        async with self.engine.connect() as conn:
+        async with self.engine.connect() as conn, conn.begin():
             got = bool(
                 (
-                    await conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                    await conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
                 ).scalar()
             )
-            await conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    await conn.commit()
+            yield got  # the lock goes with the transaction's end
 
     @contextlib.asynccontextmanager
     async def claim_outbox(self, now: datetime, limit: int = 100) -> AsyncIterator[OutboxClaim]:
