@@ -26,16 +26,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/sweeper.py`
 
-from bench.cleanup import drop_schemas  # noqa: E402
-from bench.procs import cpu_seconds, find_processes  # noqa: E402
-
-from stox_gateway.config.settings import LoggingSettings  # noqa: E402
-from stox_gateway.engine import machine  # noqa: E402
-from stox_gateway.engine.definitions import default_definitions  # noqa: E402
-from stox_gateway.engine.service import WorkflowEngine  # noqa: E402
-from stox_gateway.engine.sweeper import DEFAULT_BATCH, DeadlineSweeper  # noqa: E402
-from stox_gateway.observability.logging import configure_logging  # noqa: E402
-from stox_gateway.store.sql import SqlStore  # noqa: E402
+from bench.cleanup import drop_schemas
+from bench.procs import cpu_seconds, find_processes
+from stox_gateway.config.settings import LoggingSettings
+from stox_gateway.engine import machine
+from stox_gateway.engine.definitions import default_definitions
+from stox_gateway.engine.service import WorkflowEngine
+from stox_gateway.engine.sweeper import DEFAULT_BATCH, DeadlineSweeper
+from stox_gateway.observability.logging import configure_logging
+from stox_gateway.store.sql import SqlStore
 
 PG_URL = os.environ.get("STOX_BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
@@ -78,10 +77,6 @@ async def one_by_one(store: SqlStore, engine: WorkflowEngine) -> int:
 
 
 async def main(args: argparse.Namespace) -> None:
-    # Logs as in production (JSON lines, info), written to nowhere: their cost counts, a
-    # terminal's does not.
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115
-    configure_logging(LoggingSettings(format="json"), "production")
     schema = f"bench_sweeper_{uuid.uuid4().hex[:8]}"
     stores = [SqlStore(args.pg_url, schema=schema)]
     try:
@@ -94,7 +89,9 @@ async def main(args: argparse.Namespace) -> None:
         print(f"seeded {args.n} due steps in {time.perf_counter() - seeded:.1f} s")
 
         engines = [WorkflowEngine(s, default_definitions()) for s in stores]
-        sweepers = [DeadlineSweeper(s, e, batch=args.batch) for s, e in zip(stores, engines)]
+        sweepers = [
+            DeadlineSweeper(s, e, batch=args.batch) for s, e in zip(stores, engines, strict=True)
+        ]
         postgres = find_processes(["postgres"])
         me = psutil.Process()
         load_before = os.getloadavg()
@@ -137,4 +134,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="due steps per batch")
     parser.add_argument("--one-by-one", action="store_true", help="the former sweep")
     parser.add_argument("--pg-url", default=PG_URL)
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    # Logs as in production (JSON lines, info), written to nowhere: their cost counts, a
+    # terminal's does not.
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    configure_logging(LoggingSettings(format="json"), "production")
+    asyncio.run(main(arguments))
