@@ -45,7 +45,7 @@ def _load(config: Path | None) -> Settings:
 
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[WorkflowEngine]:
-    store = SqlStore(settings.database.url.get_secret_value(), schema=settings.database.schema_name)
+    store = SqlStore(settings.database.url.get_secret_value(), **settings.database.store_options())
     await store.start()
     try:
         yield WorkflowEngine(store, load_definitions(settings))
@@ -115,7 +115,7 @@ def upgrade(config: ConfigOption = None) -> None:
 
     async def main() -> None:
         store = SqlStore(
-            settings.database.url.get_secret_value(), schema=settings.database.schema_name
+            settings.database.url.get_secret_value(), **settings.database.store_options()
         )
         await store.start()  # migrates
         await store.close()

@@ -107,7 +107,12 @@ class SqlStore:
         url: str,
         *,
         echo: bool = False,
-        pool_size: int = 10,
+        pool_size: int = 5,
+        max_overflow: int = 5,
+        pool_timeout: float = 10.0,
+        statement_timeout: float = 0.0,
+        idle_in_transaction_timeout: float = 0.0,
+        prepared_statements: bool = True,
         schema: str | None = None,
         create_schema: bool = True,
         max_batch: int = 256,
@@ -115,6 +120,12 @@ class SqlStore:
         self._url = make_url(url)
         self._echo = echo
         self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._pool_timeout = pool_timeout
+        # Seconds, 0: off (`database.statement_timeout`, `database.idle_in_transaction_timeout`)
+        self._statement_timeout = statement_timeout
+        self._idle_in_transaction_timeout = idle_in_transaction_timeout
+        self._prepared_statements = prepared_statements
         self._schema = schema
         self._create_schema = create_schema
         self._engine: AsyncEngine | None = None

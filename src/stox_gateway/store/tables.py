@@ -125,6 +125,8 @@ outbox = sa.Table(
     # A step message's attempt (`step_id`, `attempt` of its body), for the relay's deadlines.
     sa.Column("step_id", sa.String(36), nullable=True),
     sa.Column("attempt", sa.Integer, nullable=True),
+    # PostgreSQL: a relay publishing the row holds it until then (its claim is committed).
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.Index(
         "ix_outbox_unsent",
         "available_at",
