@@ -106,9 +106,9 @@ async def main(args: argparse.Namespace) -> None:
                 if not any(counts):
                     break
         elapsed = time.perf_counter() - t0
-        cpu, pg1 = cpu_seconds([me]) - cpu0, _cpu_by_pid(postgres)
-        # Server processes alive throughout only (other sessions come and go meanwhile).
-        pg = sum(pg1[pid] - pg0[pid] for pid in pg0.keys() & pg1.keys())
+        cpu, pg1 = cpu_seconds([me]) - cpu0, _cpu_by_pid(find_processes(["postgres"]))
+        # Every server process alive at the end (this run's sessions open during it).
+        pg = sum(pg1[pid] - pg0.get(pid, 0.0) for pid in pg1)
         left = await stores[0].due_steps(datetime.now(UTC), 10)
         how = "one by one (former)" if args.one_by_one else f"batches of {args.batch}"
         print(
