@@ -8,6 +8,7 @@ figure includes other sessions' work) and the load average.
 
     .venv/bin/python bench/sweeper.py                       # N=10,000, one sweeper
     .venv/bin/python bench/sweeper.py --sweepers 2 --n 20000
+    .venv/bin/python bench/sweeper.py --processes 2          # 2 replicas: a process each
     .venv/bin/python bench/sweeper.py --one-by-one --n 1000 # the former way, for comparison
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import time
@@ -76,6 +78,53 @@ async def one_by_one(store: SqlStore, engine: WorkflowEngine) -> int:
     return done
 
 
+async def replica(args: argparse.Namespace) -> None:
+    """One `--processes` child: says ready, waits for the go, sweeps until nothing is due,
+    prints what it did and the CPU it took as JSON."""
+    store = SqlStore(args.pg_url, schema=args.replica_of, create_schema=False)
+    await store.start()
+    try:
+        sweeper = DeadlineSweeper(
+            store, WorkflowEngine(store, default_definitions()), batch=args.batch
+        )
+        await store.check()  # connections open before the clock starts
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        cpu0, done = time.process_time(), 0
+        while swept := await sweeper.sweep_once():
+            done += swept
+        print(json.dumps({"done": done, "cpu": time.process_time() - cpu0}), flush=True)
+    finally:
+        await store.close()
+
+
+async def in_processes(args: argparse.Namespace, schema: str) -> tuple[int, float]:
+    """Sweep with `args.processes` child processes started together; (timed out, their CPU)."""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--replica-of",
+            schema,
+            "--batch",
+            str(args.batch),
+            "--pg-url",
+            args.pg_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(args.processes)
+    ]
+    for child in children:
+        assert child.stdout is not None and (await child.stdout.readline()).strip() == b"ready"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+    results = [json.loads((await child.communicate())[0]) for child in children]
+    return sum(r["done"] for r in results), sum(r["cpu"] for r in results)
+
+
 async def main(args: argparse.Namespace) -> None:
     schema = f"bench_sweeper_{uuid.uuid4().hex[:8]}"
     stores = [SqlStore(args.pg_url, schema=schema)]
@@ -96,8 +145,11 @@ async def main(args: argparse.Namespace) -> None:
         me = psutil.Process()
         load_before = os.getloadavg()
         cpu0, pg0, t0 = cpu_seconds([me]), _cpu_by_pid(postgres), time.perf_counter()
+        children_cpu = 0.0
         if args.one_by_one:
             done = await one_by_one(stores[0], engines[0])
+        elif args.processes:
+            done, children_cpu = await in_processes(args, schema)
         else:
             done = 0
             while done < args.n:
@@ -106,17 +158,20 @@ async def main(args: argparse.Namespace) -> None:
                 if not any(counts):
                     break
         elapsed = time.perf_counter() - t0
-        cpu, pg1 = cpu_seconds([me]) - cpu0, _cpu_by_pid(find_processes(["postgres"]))
+        cpu = cpu_seconds([me]) - cpu0 + children_cpu
+        pg1 = _cpu_by_pid(find_processes(["postgres"]))
         # Every server process alive at the end (this run's sessions open during it).
         pg = sum(pg1[pid] - pg0.get(pid, 0.0) for pid in pg1)
         left = await stores[0].due_steps(datetime.now(UTC), 10)
         how = "one by one (former)" if args.one_by_one else f"batches of {args.batch}"
+        who = f"{args.processes} processes" if args.processes else f"{args.sweepers} sweeper(s)"
         print(
-            f"timed out {done} of {args.n} in {elapsed:.2f} s with {args.sweepers} sweeper(s), "
+            f"timed out {done} of {args.n} in {elapsed:.2f} s with {who}, "
             f"{how}: {done / elapsed:,.0f} timeouts/s; still due: {len(left)}"
         )
         print(
-            f"CPU: this process {cpu:.2f} s ({cpu / max(done, 1) * 1e6:.0f} µs/timeout), "
+            f"CPU: the sweeping process(es) {cpu:.2f} s "
+            f"({cpu / max(done, 1) * 1e6:.0f} µs/timeout), "
             f"PostgreSQL server {pg:.2f} s (all sessions); "
             f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
             f"({os.cpu_count()} CPUs)"
@@ -132,11 +187,13 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=10_000, help="due steps to seed")
     parser.add_argument("--sweepers", type=int, default=1, help="stores sweeping side by side")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="due steps per batch")
+    parser.add_argument("--processes", type=int, default=0, help="sweep in N child processes")
     parser.add_argument("--one-by-one", action="store_true", help="the former sweep")
+    parser.add_argument("--replica-of", help=argparse.SUPPRESS)  # a `--processes` child
     parser.add_argument("--pg-url", default=PG_URL)
     arguments = parser.parse_args()
     # Logs as in production (JSON lines, info), written to nowhere: their cost counts, a
     # terminal's does not.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     configure_logging(LoggingSettings(format="json"), "production")
-    asyncio.run(main(arguments))
+    asyncio.run(replica(arguments) if arguments.replica_of else main(arguments))
