@@ -68,7 +68,7 @@ def stored_definition(
         chain = [(s.type, s.timeout_seconds, s.max_attempts) for s in steps]
         return linear(workflow_type, chain, DEFAULT_RETRY_BACKOFF)
     # The version is a hash of the graph, so a (type, version) read once stands for every row
-    # that stores it: rebuilding it was a third of the Python of loading a workflow.
+    # that stores it: no rebuilding per workflow read.
     key = (data.get("type"), data.get("version"))
     found = _DEFINITIONS.get(key) if key[1] else None
     if found is None:
