@@ -94,11 +94,15 @@ async def replica(args: argparse.Namespace) -> None:
         while swept := await sweeper.sweep_once():
             done += swept
         print(json.dumps({"done": done, "cpu": time.process_time() - cpu0}), flush=True)
+        # Sessions open until the parent has read the server's CPU (theirs included).
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     finally:
         await store.close()
 
 
-async def in_processes(args: argparse.Namespace, schema: str) -> tuple[int, float]:
+async def in_processes(
+    args: argparse.Namespace, schema: str
+) -> tuple[int, float, list[asyncio.subprocess.Process]]:
     """Sweep with `args.processes` child processes started together; (timed out, their CPU)."""
     children = [
         await asyncio.create_subprocess_exec(
@@ -121,8 +125,16 @@ async def in_processes(args: argparse.Namespace, schema: str) -> tuple[int, floa
         assert child.stdin is not None
         child.stdin.write(b"go\n")
         await child.stdin.drain()
-    results = [json.loads((await child.communicate())[0]) for child in children]
-    return sum(r["done"] for r in results), sum(r["cpu"] for r in results)
+    results = []
+    for child in children:
+        assert child.stdout is not None
+        results.append(json.loads(await child.stdout.readline()))
+    return sum(r["done"] for r in results), sum(r["cpu"] for r in results), children
+
+
+async def _finish(children: list[asyncio.subprocess.Process]) -> None:
+    for child in children:
+        await child.communicate(b"bye\n")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -145,11 +157,11 @@ async def main(args: argparse.Namespace) -> None:
         me = psutil.Process()
         load_before = os.getloadavg()
         cpu0, pg0, t0 = cpu_seconds([me]), _cpu_by_pid(postgres), time.perf_counter()
-        children_cpu = 0.0
+        children_cpu, children = 0.0, list[asyncio.subprocess.Process]()
         if args.one_by_one:
             done = await one_by_one(stores[0], engines[0])
         elif args.processes:
-            done, children_cpu = await in_processes(args, schema)
+            done, children_cpu, children = await in_processes(args, schema)
         else:
             done = 0
             while done < args.n:
@@ -162,6 +174,7 @@ async def main(args: argparse.Namespace) -> None:
         pg1 = _cpu_by_pid(find_processes(["postgres"]))
         # Every server process alive at the end (this run's sessions open during it).
         pg = sum(pg1[pid] - pg0.get(pid, 0.0) for pid in pg1)
+        await _finish(children)
         left = await stores[0].due_steps(datetime.now(UTC), 10)
         how = "one by one (former)" if args.one_by_one else f"batches of {args.batch}"
         who = f"{args.processes} processes" if args.processes else f"{args.sweepers} sweeper(s)"
