@@ -30,6 +30,11 @@ RABBITMQ_URL = os.environ.get("STOX_TEST_RABBITMQ_URL", "amqp://guest:guest@127.
 POSTGRES_URL = os.environ.get(
     "STOX_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+# PgBouncer in transaction mode in front of that PostgreSQL (deploy/pgbouncer/); the database
+# name is each test's own.
+PGBOUNCER_URL = os.environ.get(
+    "STOX_TEST_PGBOUNCER_URL", "postgresql+asyncpg://postgres@127.0.0.1:6432/"
+)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

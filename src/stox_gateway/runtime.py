@@ -92,10 +92,7 @@ class Runtime:
         prefix = settings.rabbitmq.queue_prefix
         async with contextlib.AsyncExitStack() as stack:
             store = SqlStore(
-                settings.database.url.get_secret_value(),
-                echo=settings.database.echo,
-                pool_size=settings.database.pool_size,
-                schema=settings.database.schema_name,
+                settings.database.url.get_secret_value(), **settings.database.store_options()
             )
             await store.start()
             stack.push_async_callback(store.close)

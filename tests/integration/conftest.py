@@ -21,7 +21,7 @@ from stox_gateway.bus.memory import MemoryBus
 from stox_gateway.bus.rabbitmq import RabbitMQBus
 from stox_gateway.config.settings import RabbitMQSettings
 from stox_gateway.store.sql import SqlStore
-from tests.support import POSTGRES_URL, RABBITMQ_URL, require_server
+from tests.support import PGBOUNCER_URL, POSTGRES_URL, RABBITMQ_URL, require_server
 
 
 def unique(prefix: str) -> str:
@@ -99,6 +99,24 @@ async def drop_postgres_schema(schema: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     await engine.dispose()
+
+
+@pytest.fixture
+async def pgbouncer_url() -> AsyncIterator[str]:
+    """A database of its own, reached through PgBouncer in transaction mode (a schema would
+    need `search_path`, a startup parameter PgBouncer does not pass on); dropped afterwards."""
+    require_server(5432, "PostgreSQL")
+    require_server(6432, "PgBouncer")
+    name = unique("stox_pgb")
+    direct = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    async with direct.connect() as conn:
+        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PGBOUNCER_URL.rstrip('/')}/{name}"
+    finally:
+        async with direct.connect() as conn:  # PgBouncer still holds server connections to it
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await direct.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -457,9 +457,9 @@ class EngineMachine(RuleBasedStateMachine):
             if s.deadline_at is not None and s.deadline_at < self.clock.now
         ]
         timed_out = self.backend.run(self.sweeper.sweep_once())
-        # On PostgreSQL a sweep takes a database-wide advisory lock (one sweeper at a time), and
-        # skips (0) while any other process sweeps the same database, whatever its schema: another
-        # test run, a gateway. Try again for a while before calling a skipped sweep a failure.
+        # On PostgreSQL a sweep skips the workflows another transaction holds (`SKIP LOCKED`);
+        # nothing else touches this schema, but try again for a while before calling a
+        # skipped sweep a failure.
         for _ in range(100):
             if timed_out or not due or self.backend.name != "postgres":
                 break

@@ -110,7 +110,7 @@ async def auth_server(
     store: SqlStore | None = None
     if engine is None:
         store = SqlStore(
-            settings.database.url.get_secret_value(), schema=settings.database.schema_name
+            settings.database.url.get_secret_value(), **settings.database.store_options()
         )
         await store.start()
         engine = store.engine

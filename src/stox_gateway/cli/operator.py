@@ -80,7 +80,7 @@ async def resolve(engine: WorkflowEngine, ref: str) -> Workflow:
 
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[WorkflowEngine]:
-    store = SqlStore(settings.database.url.get_secret_value(), schema=settings.database.schema_name)
+    store = SqlStore(settings.database.url.get_secret_value(), **settings.database.store_options())
     await store.start()
     try:
         yield WorkflowEngine(store, load_definitions(settings))
@@ -275,7 +275,7 @@ def upgrade(config: ConfigOption = None) -> None:
 
     async def main() -> None:
         store = SqlStore(
-            settings.database.url.get_secret_value(), schema=settings.database.schema_name
+            settings.database.url.get_secret_value(), **settings.database.store_options()
         )
         await store.start()  # migrates
         await store.close()

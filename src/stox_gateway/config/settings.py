@@ -95,7 +95,55 @@ class DatabaseSettings(BaseModel):
         description="PostgreSQL schema for the tables (default: the search path's first)",
     )
     echo: bool = False
-    pool_size: int = Field(default=10, ge=1)
+    # PostgreSQL connections of one process: the engine's pool (pool_size + max_overflow) and
+    # the outbox relay's 2. README "Database connections" sizes them per replica count.
+    pool_size: int = Field(default=5, ge=1, le=1000, description="connections kept open")
+    max_overflow: int = Field(
+        default=5, ge=0, le=1000, description="more connections opened under load, closed after"
+    )
+    pool_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="wait this long for a free connection, then answer 503",
+    )
+    statement_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="a statement running longer is cancelled; 0: off"
+    )
+    idle_in_transaction_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="a session idle inside a transaction this long is closed by the server; 0: off",
+    )
+    prepared_statements: bool = Field(
+        default=True,
+        description="asyncpg's prepared-statement cache; false behind PgBouncer in "
+        "transaction mode (before 1.21 it cannot keep prepared statements)",
+    )
+
+    @field_validator("pool_timeout")
+    @classmethod
+    def _a_pool_wait(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("must be more than 0 (e.g. '10s')")
+        return value
+
+    @field_validator("statement_timeout", "idle_in_transaction_timeout")
+    @classmethod
+    def _whole_milliseconds(cls, value: timedelta) -> timedelta:
+        if timedelta(0) < value < timedelta(milliseconds=1):
+            raise ValueError("must be 0 (off) or at least 1ms")
+        return value
+
+    def store_options(self) -> dict[str, Any]:
+        """The keyword arguments of `SqlStore` these settings stand for."""
+        return {
+            "echo": self.echo,
+            "schema": self.schema_name,
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "pool_timeout": self.pool_timeout.total_seconds(),
+            "statement_timeout": self.statement_timeout.total_seconds(),
+            "idle_in_transaction_timeout": self.idle_in_transaction_timeout.total_seconds(),
+            "prepared_statements": self.prepared_statements,
+        }
 
 
 class ServiceAddress(BaseModel):

@@ -30,7 +30,14 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
-from stox_gateway.store.port import IdempotencyKey, WorkflowPage, WorkflowQuery, WorkflowStore
+from stox_gateway.store.port import (
+    DueStep,
+    IdempotencyKey,
+    Swept,
+    WorkflowPage,
+    WorkflowQuery,
+    WorkflowStore,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -151,6 +158,25 @@ class WorkflowEngine:
         transition = await self._store.change(workflow_id, decide)
         self._committed(transition)
         return transition.applied
+
+    async def time_out_due(self, due_before: datetime, limit: int) -> Swept:
+        """Time out, in one batch, up to `limit` steps whose deadline passed before
+        `due_before` and that no other replica is timing out right now."""
+
+        def decide(workflow: Workflow, due: DueStep) -> machine.Transition:
+            return machine.time_out_step(
+                workflow,
+                due.step_id,
+                due.attempt,
+                now=self._clock(),
+                new_id=new_id,
+                backoff=self._backoff,
+            )
+
+        swept = await self._store.time_out_due(due_before, limit, decide)
+        for transition in swept.transitions:
+            self._committed(transition)
+        return swept
 
     async def cancel(self, workflow_id: str) -> Workflow:
         def decide(workflow: Workflow) -> machine.Transition:

@@ -1,7 +1,10 @@
 """The deadline sweeper: a step whose deadline passed with no report counts as a failed attempt.
 
-Deadlines live in the store, so they survive restarts. Several replicas may sweep at once:
-`time_out_step` re-checks the step under the workflow's row lock, so only one of them acts.
+Deadlines live in the store, so they survive restarts. Every replica sweeps: each batch claims
+up to `batch` due steps that no other transaction holds (PostgreSQL: `SKIP LOCKED` on their
+workflows' rows) and times them out in the same group-commit transaction, so replicas share
+the due steps and each is timed out once; the machine re-checks the attempt under the lock,
+so a step that moved on meanwhile is left alone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from stox_gateway.store.port import WorkflowStore
 
 log = structlog.get_logger(__name__)
 
+DEFAULT_BATCH = 500  # due steps per transaction: large enough to amortise the commit
+
 
 class DeadlineSweeper:
     def __init__(
@@ -26,10 +31,12 @@ class DeadlineSweeper:
         engine: WorkflowEngine,
         *,
         interval: float = 1.0,
+        batch: int = DEFAULT_BATCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store, self._engine = store, engine
         self._interval = interval
+        self._batch = batch
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
@@ -44,24 +51,24 @@ class DeadlineSweeper:
             self._task = None
 
     async def sweep_once(self) -> int:
-        """Time out the steps past their deadline; only one replica sweeps at a time."""
-        async with self._store.exclusive("stox.deadline-sweeper") as mine:
-            if not mine:
-                return 0
-            return await self._sweep()
-
-    async def _sweep(self) -> int:
+        """Time out the steps past their deadline, batch after batch, until a batch finds
+        fewer than it could take (the rest is done, or held by another replica's sweep)."""
         timed_out = 0
-        for due in await self._store.due_steps(self._clock()):
-            if await self._engine.time_out_step(due.workflow_id, due.step_id, due.attempt):
+        while True:
+            swept = await self._engine.time_out_due(self._clock(), self._batch)
+            if swept.transitions:
+                # One line per batch: the engine logs each attempt's failure (`step_retrying`,
+                # `workflow_failed`, with the deadline in its error) already.
                 log.warning(
-                    "step.deadline_exceeded",
-                    workflow_id=due.workflow_id,
-                    step_id=due.step_id,
-                    attempt=due.attempt,
+                    "steps.deadline_exceeded",
+                    count=len(swept.transitions),
+                    workflow_ids=[t.workflow.id for t in swept.transitions[:10]],
                 )
-                timed_out += 1
-        return timed_out
+            timed_out += len(swept.transitions)
+            # A full batch that changed nothing (its steps not yet due by the engine's clock)
+            # would be claimed again at once: wait for the next round instead.
+            if swept.claimed < self._batch or not swept.transitions:
+                return timed_out
 
     async def _run(self) -> None:
         while True:

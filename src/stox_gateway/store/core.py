@@ -9,7 +9,8 @@ adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
 - `_read(fn)`, `_write(fn, changes)`: where and how `fn(connection)` runs in a transaction;
 - `_load_for_change`: a batch's workflows (locked where the database needs row locks);
 - `_execute_writes`, `_executemany`, `_select`, `_insert_outbox`: how the hot statements run;
-- `claim_outbox`, `exclusive`, `_lock_deadline_owners`: coordination between processes;
+- `claim_outbox`, `exclusive`, `_lock_deadline_owners`, `_claim_due`: coordination between
+  processes;
 - `_search_clause`, `search_index_ddl`: the name/category search and its index (`finding.py`).
 
 `SqlStore(url, ...)` gives the adapter for the URL (`adapter_for`), so callers never ask
@@ -37,13 +38,21 @@ from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.store import finding, migrate, operations
 from stox_gateway.store import statements as st
-from stox_gateway.store.group_commit import ChangeOp, CreateOp, GroupCommit, MarkSentOp, Op
+from stox_gateway.store.group_commit import (
+    ChangeOp,
+    CreateOp,
+    GroupCommit,
+    MarkSentOp,
+    Op,
+    SweepOp,
+)
 from stox_gateway.store.outbox_handoff import OutboxHandoff
 from stox_gateway.store.planning import Writes, plan, resolve
 from stox_gateway.store.port import (
     DueStep,
     IdempotencyKey,
     OutboxRow,
+    Swept,
     WorkflowPage,
     WorkflowQuery,
 )
@@ -110,7 +119,12 @@ class SqlStore:
         url: str,
         *,
         echo: bool = False,
-        pool_size: int = 10,
+        pool_size: int = 5,
+        max_overflow: int = 5,
+        pool_timeout: float = 10.0,
+        statement_timeout: float = 0.0,
+        idle_in_transaction_timeout: float = 0.0,
+        prepared_statements: bool = True,
         schema: str | None = None,
         create_schema: bool = True,
         max_batch: int = 256,
@@ -118,6 +132,12 @@ class SqlStore:
         self._url = make_url(url)
         self._echo = echo
         self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._pool_timeout = pool_timeout
+        # Seconds, 0: off (`database.statement_timeout`, `database.idle_in_transaction_timeout`)
+        self._statement_timeout = statement_timeout
+        self._idle_in_transaction_timeout = idle_in_transaction_timeout
+        self._prepared_statements = prepared_statements
         self._schema = schema
         self._create_schema = create_schema
         self._engine: AsyncEngine | None = None
@@ -172,6 +192,12 @@ class SqlStore:
     def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
         """Before deadlines move: hold off a sweeper deciding on the same steps."""
 
+    def _claim_due(self, conn: sa.Connection, now: datetime, limit: int) -> list[DueStep]:
+        """In a write batch's transaction: up to `limit` steps past their deadline that no
+        other transaction is deciding on, held until the commit (the default: the batch's
+        write lock already excludes every other writer)."""
+        return operations.due_steps(conn, now, limit)
+
     def claim_outbox(
         self, now: datetime, limit: int = 100
     ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
@@ -184,7 +210,7 @@ class SqlStore:
 
     @classmethod
     def search_index_ddl(cls, *, drop: bool = False) -> list[str]:
-        """The statements that make (or, with `drop`, remove) the search index (migration 0010)."""
+        """The statements that make (or, with `drop`, remove) the search index (migration 0008)."""
         raise NotImplementedError
 
     def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
@@ -255,6 +281,12 @@ class SqlStore:
         )
         return transition
 
+    async def time_out_due(
+        self, now: datetime, limit: int, decide: Callable[[Workflow, DueStep], Transition]
+    ) -> Swept:
+        swept: Swept = await self._writer.submit(SweepOp(now, limit, decide, trace_headers()))
+        return swept
+
     async def _write_batch(self, ops: list[Op]) -> None:
         try:
             await self._commit_batch(ops)
@@ -307,9 +339,34 @@ class SqlStore:
     def _apply(self, conn: sa.Connection, ops: Sequence[Op]) -> tuple[list[tuple[Op, Any]], Writes]:
         ids = sorted({op.workflow_id for op in ops if isinstance(op, ChangeOp)})
         state = self._load_for_change(conn, ids) if ids else {}
-        outcomes, writes = plan(conn, ops, state)
+        # Due steps after the changes' own locks (taken waiting, in id order): the claim
+        # never waits, so a batch holding claimed rows never waits on another's.
+        claimed = self._claim_sweeps(conn, [op for op in ops if isinstance(op, SweepOp)])
+        more = sorted({d.workflow_id for due in claimed.values() for d in due} - state.keys())
+        if more:
+            state.update(self._load_claimed(conn, more))
+        outcomes, writes = plan(conn, ops, state, claimed)
         self._execute_writes(conn, writes)
         return outcomes, writes
+
+    def _claim_sweeps(
+        self, conn: sa.Connection, sweeps: Sequence[SweepOp]
+    ) -> dict[SweepOp, list[DueStep]]:
+        """Each sweep's share of the due steps (this transaction's own claims are not skipped
+        by a second claim in it, hence the running exclusion)."""
+        claimed: dict[SweepOp, list[DueStep]] = {}
+        taken: set[str] = set()
+        for op in sweeps:
+            found = self._claim_due(conn, op.now, op.limit + len(taken))
+            mine = [d for d in found if d.step_id not in taken][: op.limit]
+            taken.update(d.step_id for d in mine)
+            claimed[op] = mine
+        return claimed
+
+    def _load_claimed(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, Workflow]:
+        """Workflows `_claim_due` holds already: read without locks, workflows and steps apart
+        (a joined read would decode each workflow's JSON once per step)."""
+        return operations.load_many(conn, ids, lock=False, select=self._select)
 
     def _load_many(
         self, conn: sa.Connection, ids: Sequence[str], *, lock: bool = False

@@ -34,7 +34,7 @@ import structlog
 from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Workflow
-from stox_gateway.store.port import IdempotencyKey
+from stox_gateway.store.port import DueStep, IdempotencyKey
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +66,18 @@ class MarkSentOp(Op):
 
     ids: Sequence[int]
     sent_at: datetime
+
+
+@dataclass(eq=False, slots=True)
+class SweepOp(Op):
+    """Up to `limit` steps past their deadline at `now`, claimed in the batch's own transaction
+    (rows another transaction holds are skipped, see `SqlStore._claim_due`) and each timed out
+    with `decide`; resolves to a `Swept`."""
+
+    now: datetime
+    limit: int
+    decide: Callable[[Workflow, DueStep], Transition]
+    trace: dict[str, str]
 
 
 WriteBatch = Callable[[list[Op]], Awaitable[None]]

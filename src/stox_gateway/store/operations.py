@@ -108,13 +108,22 @@ def updates(
     ]
 
 
-def due_steps(conn: sa.Connection, now: datetime, limit: int) -> list[DueStep]:
+def due_steps(
+    conn: sa.Connection, now: datetime, limit: int, *, skip_locked: bool = False
+) -> list[DueStep]:
+    """The running steps whose deadline passed, oldest first; `skip_locked`: only those whose
+    workflow no other transaction holds, their workflows' rows locked (`SKIP LOCKED`), so
+    sweepers on several replicas share the due steps instead of queueing on them."""
     query = (
         sa.select(steps.c.workflow_id, steps.c.id, steps.c.attempts)
         .where(steps.c.status == str(StepStatus.RUNNING), steps.c.deadline_at < now)
         .order_by(steps.c.deadline_at)
         .limit(limit)
     )
+    if skip_locked:
+        query = query.join(workflows, workflows.c.id == steps.c.workflow_id).with_for_update(
+            of=workflows, skip_locked=True
+        )
     return [DueStep(r.workflow_id, r.id, r.attempts) for r in conn.execute(query)]
 
 
@@ -185,12 +194,18 @@ def outbox_backlog(conn: sa.Connection) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def mark_due_rows(conn: sa.Connection, now: datetime, limit: int) -> list[OutboxRow]:
-    """`claim_rows(lock=True)` and the mark in one statement: the oldest unsent due rows no
-    other transaction holds, marked sent as of `now` in this (still open) transaction."""
+def _unclaimed(now: datetime) -> Any:
+    return sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now)
+
+
+def lease_due_rows(
+    conn: sa.Connection, now: datetime, limit: int, until: datetime
+) -> list[OutboxRow]:
+    """The oldest unsent due rows that no relay holds (no transaction, no lease), leased to
+    this one until `until`; committed at once, so nothing stays open while it publishes."""
     chosen = (
         sa.select(outbox.c.id)
-        .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now)
+        .where(outbox.c.sent_at.is_(None), outbox.c.available_at <= now, _unclaimed(now))
         .order_by(outbox.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -198,31 +213,34 @@ def mark_due_rows(conn: sa.Connection, now: datetime, limit: int) -> list[Outbox
     query = (
         outbox.update()
         .where(outbox.c.id.in_(chosen.scalar_subquery()))
-        .values(sent_at=now)
+        .values(claimed_until=until)
         .returning(*(outbox.c[name] for name in OUTBOX_READ))
     )
     rows = [outbox_from_row(r) for r in conn.execute(query).mappings()]
     return sorted(rows, key=lambda row: row.id)
 
 
-def mark_rows(conn: sa.Connection, ids: Sequence[int], now: datetime) -> set[int]:
-    """`lock_rows` and the mark in one statement: those of `ids` still unsent that no other
-    transaction holds, marked sent as of `now` in this (still open) transaction."""
+def lease_rows(conn: sa.Connection, ids: Sequence[int], now: datetime, until: datetime) -> set[int]:
+    """`lease_due_rows` for the rows of `ids` (this process's own, handed over in memory)."""
     chosen = (
         sa.select(outbox.c.id)
-        .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None))
+        .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None), _unclaimed(now))
         .with_for_update(skip_locked=True)
     )
     query = (
         outbox.update()
         .where(outbox.c.id.in_(chosen.scalar_subquery()))
-        .values(sent_at=now)
+        .values(claimed_until=until)
         .returning(outbox.c.id)
     )
     return set(conn.execute(query).scalars())
 
 
-def unmark(conn: sa.Connection, ids: Sequence[int]) -> None:
-    """Rows marked by `mark_rows` / `mark_due_rows` that were not sent after all."""
+def release_leases(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """Leased rows not sent after all: claimable again at once."""
     if ids:
-        conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=None))
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None))
+            .values(claimed_until=None)
+        )

@@ -17,8 +17,8 @@ No row is sent twice by this process: every id claimed (from memory or the table
 `_claimed` until its claim is given back unsent; a row whose id is there is skipped by both
 paths. That is also what lets SQLite mark rows sent lazily, with the engine's next batch: the
 table may still say "unsent" for a moment, but this process will not claim the row again.
-Between processes nothing changes: PostgreSQL claims lock rows (`FOR UPDATE SKIP LOCKED`),
-rows from memory included.
+Between processes nothing changes: PostgreSQL claims lease rows (`claimed_until`, taken with
+`FOR UPDATE SKIP LOCKED`), rows from memory included.
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+import structlog
 
 from stox_gateway.engine.errors import IdempotencyConflict, WorkflowNotFound
 from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Workflow
 from stox_gateway.store import statements as st
-from stox_gateway.store.group_commit import ChangeOp, CreateOp, MarkSentOp, Op
-from stox_gateway.store.port import IdempotencyKey
+from stox_gateway.store.group_commit import ChangeOp, CreateOp, MarkSentOp, Op, SweepOp
+from stox_gateway.store.port import DueStep, IdempotencyKey, Swept
 from stox_gateway.store.rows import (
     STEP_CHANGED,
     WORKFLOW_CHANGED,
@@ -28,6 +29,8 @@ from stox_gateway.store.rows import (
 )
 from stox_gateway.store.tables import idempotency_keys
 from stox_gateway.wire import outgoing_messages
+
+log = structlog.get_logger(__name__)
 
 
 class Executes(Protocol):
@@ -122,10 +125,14 @@ def mark_sent(conn: sa.Connection, ids: Sequence[int], now: datetime) -> None:
 
 
 def plan(
-    conn: sa.Connection, ops: Sequence[Op], state: dict[str, Workflow]
+    conn: sa.Connection,
+    ops: Sequence[Op],
+    state: dict[str, Workflow],
+    claimed: dict[SweepOp, list[DueStep]] | None = None,
 ) -> tuple[list[tuple[Op, Any]], Writes]:
     """Each operation's outcome (a result or an exception, resolved after the commit) and
-    what the batch writes; `state` holds the batch's workflows, loaded (and locked)."""
+    what the batch writes; `state` holds the batch's workflows, loaded (and locked), and
+    `claimed` the due steps each sweep claimed."""
     outcomes: list[tuple[Op, Any]] = []
     writes = Writes()
     keys: dict[tuple[str, str], tuple[str, str]] = {}  # this batch's idempotency keys
@@ -137,6 +144,8 @@ def plan(
         elif isinstance(op, MarkSentOp):
             writes.sent.append(op)
             outcomes.append((op, None))
+        elif isinstance(op, SweepOp):
+            outcomes.append((op, plan_sweep(op, (claimed or {}).get(op, []), writes, state)))
     return outcomes, writes
 
 
@@ -187,16 +196,42 @@ def plan_change(op: ChangeOp, writes: Writes, state: dict[str, Workflow]) -> Any
         transition = op.decide(workflow)
     except Exception as exc:  # a refused completion: this caller's answer, not the batch's
         return exc
-    if transition.is_noop:
-        return transition
+    if not transition.is_noop:
+        _record(transition, writes, state, op.trace)
+    return transition
+
+
+def plan_sweep(
+    op: SweepOp, due: Sequence[DueStep], writes: Writes, state: dict[str, Workflow]
+) -> Swept:
+    """Each claimed step timed out on the state the batch's earlier operations left; a step
+    that moved on meanwhile (a late report in the same batch) is left as it is."""
+    applied = []
+    for step in due:
+        workflow = state.get(step.workflow_id)
+        if workflow is None:  # deleted since (retention): nothing to time out
+            continue
+        try:
+            transition = op.decide(workflow, step)
+        except Exception:  # a bug in one decision must not stop the others' timeouts
+            log.exception("sweeper.decision_failed", workflow_id=step.workflow_id)
+            continue
+        if not transition.is_noop:
+            _record(transition, writes, state, op.trace)
+            applied.append(transition)
+    return Swept(len(due), applied)
+
+
+def _record(
+    transition: Transition, writes: Writes, state: dict[str, Workflow], trace: dict[str, str]
+) -> None:
     wf = transition.workflow
     state[wf.id] = wf
     writes.changed_workflows[wf.id] = workflow_row(wf)
     for step in wf.steps:
         if step.id in transition.changed_steps:
             writes.changed_steps[step.id] = step_row(wf.id, step)
-    writes.append(transition, op.trace)
-    return transition
+    writes.append(transition, trace)
 
 
 def resolve(op: Op, outcome: Any) -> None:

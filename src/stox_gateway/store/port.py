@@ -61,6 +61,15 @@ class DueStep:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """One sweep batch: how many due steps it claimed, and the timeouts it applied (fewer
+    when a step moved on meanwhile)."""
+
+    claimed: int
+    transitions: list[Transition]
+
+
 class OutboxBatch(Protocol):
     rows: Sequence[OutboxRow]
 
@@ -117,6 +126,12 @@ class WorkflowStore(Protocol):
     ) -> list[Update]: ...
 
     async def due_steps(self, now: datetime, limit: int = 100) -> list[DueStep]: ...
+
+    async def time_out_due(
+        self, now: datetime, limit: int, decide: Callable[[Workflow, DueStep], Transition]
+    ) -> Swept:
+        """Claim up to `limit` steps past their deadline that no other replica is deciding
+        on, and commit `decide`'s transition for each, in one group-commit batch."""
 
     def claim_outbox(
         self, now: datetime, limit: int = 100

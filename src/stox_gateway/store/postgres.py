@@ -4,11 +4,14 @@
   steps in one statement) for the whole read–decide–write, so two completions of one
   workflow on two replicas are applied one after the other.
 - No pool pre-ping on the hot path: only connections idle for a second are pinged.
-- Outbox claims lock and mark rows in one statement (`FOR UPDATE SKIP LOCKED`) until the
-  relay's batch ends, so replicas relaying side by side never send one row twice; on
-  connections of their own whose commits need not wait for the WAL flush (`_relay_options`).
+- Outbox claims lease rows (`claimed_until`, taken with `FOR UPDATE SKIP LOCKED`) in a
+  transaction that commits before the publish, so replicas relaying side by side never send
+  one row twice and no transaction waits on the broker; on connections of their own whose
+  commits need not wait for the WAL flush (`_relay_options`).
 - A batch's writes are one statement (`postgres_writes.py`); outbox ids come back with it.
-- One sweeper at a time across replicas: an advisory lock, scoped by schema.
+- Sweepers on every replica share the due steps (`SKIP LOCKED` on their workflows' rows).
+- No session state (session advisory locks, `SET`, `LISTEN`): it works through PgBouncer in
+  transaction mode; `exclusive` is a transaction-scoped advisory lock, scoped by schema.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -30,7 +34,8 @@ from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.models import Workflow
 from stox_gateway.store import operations, postgres_writes
 from stox_gateway.store.core import OutboxClaim, SqlStore, unavailable_when_away
-from stox_gateway.store.planning import Writes
+from stox_gateway.store.planning import Writes, mark_sent
+from stox_gateway.store.port import DueStep
 
 T = TypeVar("T")
 
@@ -44,6 +49,11 @@ SEARCH_DOCUMENT = (
 
 MIGRATION_LOCK = 7411536  # replicas starting together migrate one after the other
 IDLE_BEFORE_PING = 1.0  # seconds a pooled connection may rest before it is pinged at checkout
+# How long a relay's claim holds outbox rows it is publishing: past it, another relay (or this
+# one, restarted after a crash) may send them again. Longer than a healthy publish by far;
+# a shorter one only risks a duplicate while the broker is slow, a longer one delays the
+# rows of a relay that died.
+CLAIM_LEASE = timedelta(seconds=10)
 
 
 class PostgresStore(SqlStore):
@@ -57,12 +67,13 @@ class PostgresStore(SqlStore):
         # No pre-ping at every checkout (on asyncpg: BEGIN, a statement and ROLLBACK, 3 of the
         # ~9 round trips of a step's commit), only of connections idle for a while
         # (`_ping_when_idle`); last in, first out, so the hot path's stay busy.
-        options: dict[str, Any] = {"pool_size": self._pool_size, "pool_use_lifo": True}
-        if self._schema:
-            # A schema of its own (tests, several gateways on one database): every
-            # unqualified name, the migrations' version table included, resolves there.
-            options["connect_args"] = {"server_settings": {"search_path": self._schema}}
-        return options
+        return {
+            "pool_size": self._pool_size,
+            "max_overflow": self._max_overflow,
+            "pool_timeout": self._pool_timeout,
+            "pool_use_lifo": True,
+            "connect_args": self._connect_args({}),
+        }
 
     def _relay_options(self) -> dict[str, Any]:
         """The relay's connections: their commits need not wait for the WAL flush, since
@@ -70,10 +81,36 @@ class PostgresStore(SqlStore):
         again, which consumers de-duplicate (every state change still commits durably). The
         flush was 0.5–2 ms of every step's latency here; a pool of its own also keeps the
         relay from waiting behind the engine's connections."""
-        settings = {"synchronous_commit": "off"}
+        return {
+            "pool_size": 2,
+            "max_overflow": 0,
+            "pool_timeout": self._pool_timeout,
+            "connect_args": self._connect_args({"synchronous_commit": "off"}),
+        }
+
+    def _connect_args(self, settings: dict[str, str]) -> dict[str, Any]:
+        """asyncpg's: settings sent when a connection opens (startup parameters, not `SET`:
+        no session state to leak through a pooler) and its statement cache."""
         if self._schema:
+            # A schema of its own (tests, several gateways on one database): every
+            # unqualified name, the migrations' version table included, resolves there.
             settings["search_path"] = self._schema
-        return {"pool_size": 2, "connect_args": {"server_settings": settings}}
+        for name, seconds in (
+            ("statement_timeout", self._statement_timeout),
+            ("idle_in_transaction_session_timeout", self._idle_in_transaction_timeout),
+        ):
+            if seconds > 0:
+                settings[name] = str(max(1, round(seconds * 1000)))  # milliseconds
+        args: dict[str, Any] = {"server_settings": settings}
+        if not self._prepared_statements:
+            # PgBouncer in transaction mode: a statement prepared in one transaction may be
+            # gone (another server connection) in the next; names must not collide either.
+            args |= {
+                "statement_cache_size": 0,
+                "prepared_statement_cache_size": 0,
+                "prepared_statement_name_func": _statement_name,
+            }
+        return args
 
     async def _engine_started(self, engine: AsyncEngine) -> None:
         self._relay_engine = create_async_engine(
@@ -108,6 +145,8 @@ class PostgresStore(SqlStore):
             raise Unavailable(f"database: {exc.__class__.__name__}: {exc}") from exc
 
     async def _before_migrate(self, conn: AsyncConnection) -> None:
+        # A migration may rewrite a large table: no `database.statement_timeout` for it.
+        await conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
         await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         if self._schema:
             await conn.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
@@ -145,6 +184,11 @@ class PostgresStore(SqlStore):
             f"USING gin ({SEARCH_DOCUMENT})"
         ]
 
+    def _claim_due(self, conn: sa.Connection, now: datetime, limit: int) -> list[DueStep]:
+        # Other replicas' sweeps (and the engine's batches) hold their workflows' rows: skip
+        # them rather than wait, so sweepers side by side take disjoint due steps.
+        return operations.due_steps(conn, now, limit, skip_locked=True)
+
     def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
         # The workflows' row locks, in id order, as a batch of the engine takes them: a sweeper
         # deciding a timeout for one of these steps decides before or after this, never on a
@@ -153,66 +197,73 @@ class PostgresStore(SqlStore):
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
-        """A session advisory lock; False when another replica holds it."""
+        """A transaction-scoped advisory lock, held in a transaction open for the whole job;
+        False when another replica holds it. No session lock: through PgBouncer in transaction
+        mode a session's server connection is not its own between transactions. The holding
+        transaction sits idle meanwhile: a job must end within
+        `database.idle_in_transaction_timeout` (or work in batches and ask again)."""
         # Scoped by schema: gateways of different systems sharing one database (tests, the
         # chaos suite, benchmarks) must not exclude each other.
         scoped = f"{self._schema or 'public'}:{name}"
         key = int.from_bytes(hashlib.sha256(scoped.encode()).digest()[:8], "big", signed=True)
-        async with self.engine.connect() as conn:
+        async with self.engine.connect() as conn, conn.begin():
             got = bool(
                 (
-                    await conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                    await conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
                 ).scalar()
             )
-            await conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    await conn.commit()
+            yield got  # the lock goes with the transaction's end
 
     @contextlib.asynccontextmanager
     async def claim_outbox(self, now: datetime, limit: int = 100) -> AsyncIterator[OutboxClaim]:
-        """Unsent due rows, locked until the batch ends: those this process just committed
-        (from memory, by id), else the oldest from the table (`FOR UPDATE SKIP LOCKED`, so
-        replicas relaying side by side never send one row twice).
+        """Unsent due rows, leased to this relay for `CLAIM_LEASE`: those this process just
+        committed (from memory, by id), else the oldest from the table (`FOR UPDATE SKIP
+        LOCKED` and no live lease, so replicas relaying side by side never send one row
+        twice while a lease holds).
 
-        The claim marks them sent in the same statement, in a transaction left open while the
-        relay publishes; what the relay does not mark is unmarked before the commit, so it is
-        claimable again; a crash rolls everything back. Three round trips (BEGIN, the claim,
-        COMMIT) where a lock, a mark and a `SET LOCAL` were five. On the relay's own
-        connections, whose commits do not wait for the WAL (`_relay_options`).
+        The claim commits before anything is published, so no transaction stays open while
+        the broker is slow or away; the sent rows are marked in a short transaction after
+        the publish, the others released. A relay that dies between the two leaves its rows
+        leased: claimable again when the lease passes (at least once: consumers
+        de-duplicate). On the relay's own connections, whose commits do not wait for the WAL
+        (`_relay_options`).
         """
         handed = self._handoff.take(limit, now)
         if handed == []:  # nothing handed over, and not the table's turn: no transaction
             yield OutboxClaim([], _nothing_to_mark)
             return
-        async with unavailable_when_away(), self._relay.connect() as conn:
-            transaction = await conn.begin()
+        until = now + CLAIM_LEASE
+        async with unavailable_when_away(), self._relay.connect() as conn, conn.begin():
             if handed is None:
                 handed = self._handoff.from_table(
-                    await conn.run_sync(operations.mark_due_rows, now, limit), limit, now
+                    await conn.run_sync(operations.lease_due_rows, now, limit, until), limit, now
                 )
             else:
-                locked = await conn.run_sync(operations.mark_rows, [row.id for row in handed], now)
-                self._handoff.release(row.id for row in handed if row.id not in locked)
-                handed = [row for row in handed if row.id in locked]
+                leased = await conn.run_sync(
+                    operations.lease_rows, [row.id for row in handed], now, until
+                )
+                self._handoff.release(row.id for row in handed if row.id not in leased)
+                handed = [row for row in handed if row.id in leased]
 
-            async def marked(ids: Sequence[int]) -> None:
-                pass  # marked at the claim; `OutboxClaim` keeps the ids
+        async def mark(ids: Sequence[int]) -> None:
+            async with unavailable_when_away(), self._relay.connect() as conn, conn.begin():
+                await conn.run_sync(mark_sent, ids, now)
 
-            batch = OutboxClaim(handed, marked)
-            try:
-                yield batch
-            finally:
-                unmarked = batch.unmarked()  # also when the relay failed half-way
-                if len(unmarked) < len(handed):  # some were sent: keep their marks
-                    await conn.run_sync(operations.unmark, unmarked)
-                    await transaction.commit()
-                else:
-                    await transaction.rollback()
-                self._handoff.release(unmarked)
+        batch = OutboxClaim(handed, mark)
+        try:
+            yield batch
+        finally:
+            unmarked = batch.unmarked()  # also when the relay failed half-way
+            self._handoff.release(unmarked)
+            if unmarked:
+                # Best effort: a release that fails leaves them to the lease's end.
+                with contextlib.suppress(Unavailable, DBAPIError):
+                    async with (
+                        unavailable_when_away(),
+                        self._relay.connect() as conn,
+                        conn.begin(),
+                    ):
+                        await conn.run_sync(operations.release_leases, unmarked)
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -233,6 +284,10 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             dbapi_connection.ping()
         except Exception as exc:  # the pool replaces it and tries again
             raise DisconnectionError(f"a pooled connection died while idle: {exc}") from exc
+
+
+def _statement_name() -> str:
+    return f"__stox_{uuid.uuid4().hex}__"
 
 
 async def _nothing_to_mark(ids: Sequence[int]) -> None:

@@ -67,7 +67,20 @@ def stored_definition(
     if data is None:
         chain = [(s.type, s.timeout_seconds, s.max_attempts) for s in steps]
         return linear(workflow_type, chain, DEFAULT_RETRY_BACKOFF)
-    return WorkflowDefinition.from_dict(data)
+    # The version is a hash of the graph, so a (type, version) read once stands for every row
+    # that stores it: no rebuilding per workflow read.
+    key = (data.get("type"), data.get("version"))
+    found = _DEFINITIONS.get(key) if key[1] else None
+    if found is None:
+        found = WorkflowDefinition.from_dict(data)
+        if key[1]:
+            if len(_DEFINITIONS) >= 1024:  # a few pipelines and their versions: never, nearly
+                _DEFINITIONS.clear()
+            _DEFINITIONS[key] = found
+    return found
+
+
+_DEFINITIONS: dict[tuple[Any, Any], WorkflowDefinition] = {}
 
 
 def workflow_from_row(row: Any, step_list: list[Step]) -> Workflow:

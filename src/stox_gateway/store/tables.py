@@ -125,6 +125,8 @@ outbox = sa.Table(
     # A step message's attempt (`step_id`, `attempt` of its body), for the relay's deadlines.
     sa.Column("step_id", sa.String(36), nullable=True),
     sa.Column("attempt", sa.Integer, nullable=True),
+    # PostgreSQL: a relay publishing the row holds it until then (its claim is committed).
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.Index(
         "ix_outbox_unsent",
         "available_at",
@@ -142,7 +144,7 @@ outbox = sa.Table(
 )
 
 # The list's search index is no table of this metadata: it differs by database, and each
-# store adapter makes its own (`search_index_ddl`, migration 0010). Comparisons of the schema
+# store adapter makes its own (`search_index_ddl`, migration 0008). Comparisons of the schema
 # with this metadata (autogenerate, tests) leave these names alone.
 SEARCH_INDEX_NAMES = ("ix_workflows_search", "workflow_search")
 

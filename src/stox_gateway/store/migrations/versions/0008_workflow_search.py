@@ -1,7 +1,7 @@
 """The list's search by name and category, from an index (README, Decisions).
 
-Revision ID: 0010
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02 16:00:00
 
 What the index is differs by database; each store adapter names its statements
@@ -15,8 +15,8 @@ from alembic import op
 
 from stox_gateway.store.sql import adapter_for_backend
 
-revision = "0010"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
