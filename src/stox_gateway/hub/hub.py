@@ -123,6 +123,7 @@ class Hub:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._filling: set[asyncio.Task[None]] = set()  # gap fills of `publish_committed`
         self.dropped_slow = 0
+        self.received = 0  # updates that came from the bus
         self._on_drop = on_drop
 
     @property
@@ -212,9 +213,11 @@ class Hub:
         """Deliver the updates of one `gateway.update` message (an array of updates, or one
         update), each filling any gap of its workflow from the event log first."""
         if isinstance(message, list):
+            self.received += len(message)
             for update in message:
                 await self._publish_one(update, owner)
         else:
+            self.received += 1
             await self._publish_one(message, owner)
 
     def publish_committed(self, updates: Sequence[Update], owner: str | None) -> None:
