@@ -26,6 +26,7 @@ from tests.support import (
     POSTGRES_URL,
     RABBITMQ_URL,
     RunningGateway,
+    free_port,
     make_settings,
     receive_until,
     require_server,
@@ -39,6 +40,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 class Replicas:
     a: RunningGateway
     b: RunningGateway
+    bus_a: RabbitMQBus
     connection_a: str  # the client-given name of replica A's AMQP connection
 
 
@@ -73,7 +75,7 @@ async def replicas(tmp_path: Path, postgres_schema: str) -> AsyncIterator[Replic
     try:
         async with running_gateway(settings_a, bus=bus_a) as a, running_gateway(settings_b) as b:
             queues |= bus_a.declared_queues | b.runtime.bus.declared_queues  # type: ignore[attr-defined]
-            yield Replicas(a, b, connection_a)
+            yield Replicas(a, b, bus_a, connection_a)
     finally:
         await bus_a.close()
         await delete_rabbit_objects(settings_a.rabbitmq, frozenset(queues))
@@ -160,8 +162,10 @@ async def queue_exists(name: str) -> bool:
         channel = await connection.channel()
         try:
             await channel.declare_queue(name, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
+        except aio_pika.exceptions.ChannelNotFoundEntity:
             return False
+        except aio_pika.exceptions.ChannelClosed:
+            return True  # RESOURCE_LOCKED: there, exclusive to the replica's connection
         return True
 
 
@@ -177,14 +181,21 @@ async def test_a_replica_that_lost_its_connection_still_delivers_workflow_comple
         await updates_after(on_a, snapshot["seq"], "step_completed")
         seq = (await b.engine.get(workflow_id)).seq
 
-        # A's connection dies: its exclusive update queue, and what reaches it meanwhile, go.
+        # A's connection dies, and A cannot reach the broker for a while (its reconnect goes to
+        # a closed port): its exclusive update queue, and what is routed to it, are gone.
+        connection = replicas.bus_a.connection
+        broker_url = connection.url
+        connection.url = broker_url.with_port(free_port())
+        connection.reconnect_interval = 0.2
         await asyncio.to_thread(close_connection_named, replicas.connection_a)
         async with asyncio.timeout(20):
             while await queue_exists(queue_a):
                 await asyncio.sleep(0.05)
         while not (await b.engine.get(workflow_id)).status.ended:
             await complete_step(b, workflow_id)
-        await b.relay.flush()  # published while A has no queue
+        await b.relay.flush()
+        assert not await queue_exists(queue_a)  # published while A had no queue: lost to it
+        connection.url = broker_url  # the broker is back for A
 
         got = await updates_after(on_a, seq, "workflow_completed", timeout=40)
     assert got[-1]["type"] == "workflow_completed"
