@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,6 +116,7 @@ class Hub:
         # Indexed by what they follow, so an update costs its own audience, not everyone's:
         # a thousand browsers each on one workflow are not visited for every other workflow.
         self._firehose: set[Subscriber] = set()  # every workflow (`/ws` without an id)
+        self._firehose_owners: Counter[str | None] = Counter()  # their owner filters
         self._by_workflow: dict[str, set[Subscriber]] = {}
         self._count = 0
         self._last_seq: OrderedDict[str, int] = OrderedDict()
@@ -152,6 +153,7 @@ class Hub:
         for subscriber in self._all_subscribers():
             subscriber.close()
         self._firehose.clear()
+        self._firehose_owners.clear()
         self._by_workflow.clear()
         self._count = 0
 
@@ -172,7 +174,7 @@ class Hub:
 
     def firehose_owners(self) -> set[str | None]:
         """The owner filters of the subscribers following every workflow (None: all owners)."""
-        return {s.owner for s in self._firehose}
+        return set(self._firehose_owners)
 
     def last_seq(self, workflow_id: str) -> int | None:
         return self._last_seq.get(workflow_id)
@@ -196,6 +198,8 @@ class Hub:
         if subscriber not in group:
             group.add(subscriber)
             self._count += 1
+            if subscriber.workflow_id is None:
+                self._firehose_owners[subscriber.owner] += 1
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         if subscriber.workflow_id is None:
@@ -206,19 +210,28 @@ class Hub:
             return
         group.discard(subscriber)
         self._count -= 1
+        if subscriber.workflow_id is None:
+            self._firehose_owners[subscriber.owner] -= 1
+            if self._firehose_owners[subscriber.owner] <= 0:
+                del self._firehose_owners[subscriber.owner]
         if not group and subscriber.workflow_id is not None:
             del self._by_workflow[subscriber.workflow_id]
 
     async def publish(self, message: JSON | list[JSON], owner: str | None = None) -> None:
         """Deliver the updates of one `gateway.update` message (an array of updates, or one
         update), each filling any gap of its workflow from the event log first."""
-        if isinstance(message, list):
-            self.received += len(message)
-            for update in message:
+        updates = message if isinstance(message, list) else [message]
+        self.received += len(updates)
+        everything = self._follows_owner(owner)
+        for update in updates:
+            # A batch holds the updates of other replicas' clients too: skipped at a glance.
+            if everything or update["workflow_id"] in self._by_workflow:
                 await self._publish_one(update, owner)
-        else:
-            self.received += 1
-            await self._publish_one(message, owner)
+
+    def _follows_owner(self, owner: str | None) -> bool:
+        """Whether a subscriber here follows every workflow of `owner`."""
+        owners = self._firehose_owners
+        return None in owners or (owner is not None and owner in owners)
 
     def publish_committed(self, updates: Sequence[Update], owner: str | None) -> None:
         """Updates this process has just committed, pushed at once. Their copies from the bus
