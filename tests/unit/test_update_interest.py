@@ -186,3 +186,24 @@ async def test_catch_up_sends_what_the_hub_missed_once_and_in_order() -> None:
     frames = [subscriber.queue.get_nowait() for _ in range(subscriber.queue.qsize())]
     assert [f.seq for f in frames] == [1, 2, 3]
     assert loads == [("w1", 1, 3)]
+
+
+async def test_the_hub_skips_the_updates_of_a_batch_nobody_here_follows() -> None:
+    async def no_updates(_w: str, _a: int, _u: int | None) -> list[Update]:
+        return []
+
+    hub = Hub(no_updates, heartbeat_interval=0)
+    mine, anns = Subscriber("w1"), Subscriber(None, owner="ann")
+    await hub.follow(mine)
+    await hub.follow(anns)
+    batch = [
+        {"type": "step_completed", "workflow_id": w, "seq": 1, "data": {}} for w in ("w1", "w2")
+    ]
+    await hub.publish(batch, owner="bob")  # w2 is bob's, followed by nobody here
+    await hub.publish([{"type": "step_completed", "workflow_id": "w3", "seq": 1}], owner="ann")
+    assert (hub.last_seq("w1"), hub.last_seq("w2"), hub.last_seq("w3")) == (1, None, 1)
+    assert [f.workflow_id for f in [mine.queue.get_nowait(), anns.queue.get_nowait()]] == [
+        "w1",
+        "w3",
+    ]
+    assert hub.received == 3
