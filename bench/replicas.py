@@ -158,11 +158,19 @@ async def _run_one(fleet: Fleet) -> float:
     k = next(fleet.turn)
     http = fleet.http[k % len(fleet.http)]  # round-robin over replicas (2 clients each)
     token = fleet.tokens[k % OWNERS]
-    response = await http.post(
-        "/api/v1/workflow/upload",
-        content=b'{"name": "Bench product", "price": 1, "category": "bench"}',
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-    )
+    for attempt in range(3):
+        try:
+            response = await http.post(
+                "/api/v1/workflow/upload",
+                content=b'{"name": "Bench product", "price": 1, "category": "bench"}',
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
+            break
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+            # A kept-alive connection the server just closed: try a fresh one.
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.05)
     if response.status_code != 202:
         raise RuntimeError(f"upload answered {response.status_code}: {response.text[:200]}")
     return await fleet.waiters.expect(str(response.json()["workflow_id"]))
@@ -182,6 +190,18 @@ async def _stop(ctx: Context, fleet: Fleet) -> None:
                                   [f"{fleet.trial}.x", f"{fleet.trial}.x.dlx"])
     with contextlib.suppress(Exception):
         await cleanup.drop_schemas(ctx.pg_url, [slug(fleet.trial)])
+
+
+async def _updates_received(fleet: Fleet) -> float:
+    """gateway.update messages received by all replicas so far (their /metrics)."""
+    total = 0.0
+    async with httpx.AsyncClient(timeout=10) as http:
+        for url in fleet.urls:
+            with contextlib.suppress(Exception):
+                for line in (await http.get(f"{url}/metrics")).text.splitlines():
+                    if line.startswith("stox_bus_updates_received_total "):
+                        total += float(line.split()[1])
+    return total
 
 
 def _cpu(children: list[procs.Child]) -> float:
@@ -207,10 +227,12 @@ async def one_count(ctx: Context, trial: str, replicas: int, plan: ReplicaPlan) 
         before = (_cpu(fleet.gateways), _cpu(fleet.workers), procs.cpu_seconds(broker),
                   procs.cpu_seconds(database), os.times())
         load_before = os.getloadavg()
+        received_before = await _updates_received(fleet)
         result = await closed_loop(lambda: _run_one(fleet), plan.n, plan.in_flight, plan.timeout)
         after = (_cpu(fleet.gateways), _cpu(fleet.workers), procs.cpu_seconds(broker),
                  procs.cpu_seconds(database), os.times())
         load_after = os.getloadavg()
+        received = await _updates_received(fleet) - received_before
         done = len(result.latencies)
         harness = (after[4].user + after[4].system) - (before[4].user + before[4].system)
         per_wf = {name: (after[i] - before[i]) * 1000 / max(done, 1)  # type: ignore[operator]
@@ -219,6 +241,7 @@ async def one_count(ctx: Context, trial: str, replicas: int, plan: ReplicaPlan) 
             "replicas": replicas, "ok": not result.errors, "errors": result.errors[:3],
             "finished": done, "wf_per_s": result.throughput,
             "cpu_ms_per_wf": per_wf, "gateways_idle_cpu_ms_per_s": idle,
+            "update_messages_received_per_wf": received / max(done, 1),
             "phase_seconds": result.elapsed, "harness_cpu_ms_per_wf": harness * 1000 / max(done, 1),
             "loadavg_before": load_before, "loadavg_after": load_after,
             "seconds": time.monotonic() - started,
@@ -236,14 +259,15 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
         f"# Replicas: total gateway CPU per workflow ({meta['date']})", "",
         *(f"- {k}: {v}" for k, v in meta.get("facts", {}).items()), "",
         "| R | finished | wf/s | gateways CPU ms/wf (total) | × R=1 | workers | RabbitMQ "
-        "| PostgreSQL | gateways idle CPU ms/s | load avg (1 min) before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| PostgreSQL | gateways idle CPU ms/s | update messages received per wf (all replicas) "
+        "| load avg (1 min) before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = next((r["cpu_ms_per_wf"]["gateways"] for r in results
                  if r.get("ok") and r["replicas"] == 1), None)
     for r in results:
         if not r.get("ok"):
-            lines.append(f"| {r['replicas']} | FAILED: {r['errors'][0]} | | | | | | | | |")
+            lines.append(f"| {r['replicas']} | FAILED: {r['errors'][0]} | | | | | | | | | |")
             continue
         cpu = r["cpu_ms_per_wf"]
         ratio = f"{cpu['gateways'] / base:.2f}" if base else "–"
@@ -251,5 +275,6 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
             f"| {r['replicas']} | {r['finished']} | {r['wf_per_s']:.0f} | {cpu['gateways']:.2f} "
             f"| {ratio} | {cpu['workers']:.2f} | {cpu['rabbitmq']:.2f} | {cpu['postgresql']:.2f} "
             f"| {r['gateways_idle_cpu_ms_per_s']:.1f} "
+            f"| {r.get('update_messages_received_per_wf', float('nan')):.2f} "
             f"| {r['loadavg_before'][0]:.1f} → {r['loadavg_after'][0]:.1f} |")
     return "\n".join(lines) + "\n"

@@ -286,6 +286,7 @@ class Runtime:
         key = self.settings.rabbitmq.update_signing_key
         if key and not signed_correctly(key.get_secret_value().encode(), delivery.message):
             raise Reject("gateway.update without a valid signature")
+        self.metrics.updates_received.inc()
         for owner, updates in update_batch.decode(delivery.message):
             await self.hub.publish(updates, owner=owner)
 
