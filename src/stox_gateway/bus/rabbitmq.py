@@ -7,6 +7,13 @@ Layout on the broker (all names from configuration):
     <queue>              durable work queue (classic or quorum), bound to its routing keys,
                          dead-lettering into <exchange>.dlx
     <queue>.dead         durable: what <queue> could not process, with `x-stox-dead-reason`
+    <queue> exclusive    one process's own queue (a replica's updates): no dead letters,
+                         bounded by `max_length` / `max_bytes` (the oldest is dropped), its
+                         bindings added and removed while consuming (`bind` / `unbind`) and
+                         restored with it after a reconnect
+
+A message may carry a `BCC` header (a list of routing keys): the broker routes it by each of
+them too, once per queue, and removes the header (sender-selected distribution).
 
 Delivery limit: a failed message is published again to its queue with `x-stox-deliveries`
 raised by one (then the original is acked), so the count works on classic queues too; at the
