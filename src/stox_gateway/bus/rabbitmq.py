@@ -93,6 +93,13 @@ class RabbitMQBus:
         return self._settings.exchange
 
     @property
+    def connection(self) -> AbstractRobustConnection:
+        """The robust connection (tests make it fail)."""
+        if self._connection is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        return self._connection
+
+    @property
     def declared_queues(self) -> frozenset[str]:
         """Every queue this bus declared (tests delete them afterwards)."""
         return frozenset(self._declared)
