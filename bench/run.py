@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                       # full run (10–20 minutes)
     .venv/bin/python bench/run.py --quick               # a couple of minutes
     .venv/bin/python bench/run.py --idle-clients 10000  # gateway RSS with idle WebSockets
+    .venv/bin/python bench/run.py --replicas 1,2,4      # total gateway CPU/workflow per R
 
 Writes bench/results/<stamp>.md (+ .json, .png) and latest.md; see bench/README.md.
 """
@@ -64,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="idle clients do not offer permessage-deflate (browsers do)")
     p.add_argument("--idle-connect-concurrency", type=int, default=10,
                    help="WebSocket handshakes in progress at once while connecting them (10)")
+    p.add_argument("--replicas", default="",
+                   help="instead of the benchmark: the same load (RabbitMQ + PostgreSQL, 4 "
+                        "owners) against R gateways for each R of this list, e.g. 1,2,4; "
+                        "--n (2000) and --in-flight (100) apply")
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     p.add_argument("--keep-logs", action="store_true", help="keep bench/results/<stamp>.tmp/")
@@ -159,7 +164,52 @@ def write_outputs(stamp: str, suffix: str, meta: dict[str, Any], trials: list[di
     return RESULTS / f"{name}.md"
 
 
+async def replicas_main(args: argparse.Namespace) -> int:
+    from bench import replicas
+
+    counts = [int(c) for c in args.replicas.split(",") if c.strip()]
+    plan = replicas.ReplicaPlan()
+    plan.n = args.n or plan.n
+    plan.in_flight = args.in_flight or plan.in_flight
+    now = datetime.now()
+    stamp = now.strftime("%Y-%m-%d_%H%M%S")
+    tag = f"bench-{now:%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+    work_dir = RESULTS / f"{stamp}.tmp"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    notices = NoticeServer()  # unused here; the context wants one
+    ctx = Context(tag, work_dir, notices, args.amqp_url, args.pg_url)
+    meta: dict[str, Any] = {"date": now.strftime("%Y-%m-%d %H:%M")}
+    results: list[dict[str, Any]] = []
+    try:
+        meta["facts"] = await facts(ctx, ["stox-rmq-pg"])
+        meta["facts"]["plan"] = (f"N={plan.n} per R at W={plan.in_flight} after a warm-up of "
+                                 f"{plan.warmup}; {replicas.OWNERS} owners; R = {counts}")
+        for count in counts:
+            print(f"[replicas] R={count} ...", flush=True)
+            result = await replicas.one_count(ctx, f"{tag}.r{count}", count, plan)
+            results.append(result)
+            print(f"    {json.dumps(result, default=str)[:400]}", flush=True)
+    finally:
+        await asyncio.to_thread(procs.stop_all)
+        swept = await cleanup.sweep(args.amqp_url, args.pg_url, tag, slug(tag))
+        print(f"clean-up: {swept}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = replicas.markdown(meta, results)
+    (RESULTS / f"{stamp}-replicas.md").write_text(text)
+    (RESULTS / "latest-replicas.md").write_text(text)
+    (RESULTS / f"{stamp}-replicas.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    print("\n" + text)
+    if all(r.get("ok") for r in results):
+        shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        print(f"logs kept in {work_dir}")
+    return 0 if all(r.get("ok") for r in results) else 1
+
+
 async def amain(args: argparse.Namespace) -> int:
+    if args.replicas:
+        return await replicas_main(args)
     plan = make_plan(args)
     keys = [k.strip() for k in args.variants.split(",") if k.strip()]
     unknown = [k for k in keys if k not in VARIANTS]

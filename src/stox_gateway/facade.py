@@ -233,11 +233,11 @@ class Gateway:
         subscriber = Subscriber(
             workflow_id, owner=self.guard.owner_filter(caller), queue_size=self._queue_size
         )
-        self.hub.subscribe(subscriber)
+        await self.hub.follow(subscriber)  # bound on the bus before the state is read
         try:
             yield Watch(self.engine, subscriber, since, self._waiting_for())
         finally:
-            self.hub.unsubscribe(subscriber)
+            await self.hub.unfollow(subscriber)
 
 
 def _check_id(workflow_id: str) -> None:

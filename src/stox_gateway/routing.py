@@ -6,22 +6,37 @@ Routing keys on the topic exchange:
     step.<type>                                              a step is due, for its service
     step.completed                                           a service's report over AMQP
     gateway.update                                           WebSocket updates between replicas
+    gateway.update.o.<n> | gateway.update.w.<n>              an update's owner / workflow bucket
+
+An update message is published once, with the key `gateway.update`, and carries in its `BCC`
+header the bucket keys of every owner and workflow it holds (RabbitMQ routes it by each of them,
+once per queue, and strips the header). A replica's update queue is bound only to the buckets
+its clients follow, or to `gateway.update` itself when one of them watches everything.
 
 Queues (all under `rabbitmq.queue_prefix`):
 
     <prefix>.step.<type>                 durable, competing workers of one step type
     <prefix>.gateway.completed           durable, the reports every replica consumes
-    <prefix>.gateway.updates.<replica>   exclusive, one replica's copy of every update
+    <prefix>.gateway.updates.<replica>   exclusive, bounded: one replica's copy of the updates
+                                         its clients follow
     <queue>.dead                         what <queue> could not process, via <exchange>.dlx
 """
 
 from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
 
 WORKFLOW_START = "workflow.start"
 WORKFLOW_COMPLETED = "workflow.completed"
 WORKFLOW_FAILED = "workflow.failed"
 STEP_COMPLETED = "step.completed"
 GATEWAY_UPDATE = "gateway.update"
+# The header carrying an update message's bucket keys: RabbitMQ's sender-selected
+# distribution routes the message by each of them too, and removes the header on delivery.
+UPDATE_BUCKETS_HEADER = "BCC"
+OWNER_BUCKETS = 1024
+WORKFLOW_BUCKETS = 4096
 
 _STEP = "step."
 # Keys under `step.` that are reports to the gateway, not work for a service.
@@ -61,3 +76,25 @@ def dead_letter_exchange(exchange: str) -> str:
 def dead_letter_queue(queue: str) -> str:
     """Where what `queue` could not process is kept, with the reason."""
     return f"{queue}.dead"
+
+
+def owner_update_key(owner: str) -> str:
+    """The bucket key of one owner's updates: `gateway.update.o.<n>`."""
+    return f"{GATEWAY_UPDATE}.o.{_bucket(owner, OWNER_BUCKETS)}"
+
+
+def workflow_update_key(workflow_id: str) -> str:
+    """The bucket key of one workflow's updates: `gateway.update.w.<n>`."""
+    return f"{GATEWAY_UPDATE}.w.{_bucket(workflow_id, WORKFLOW_BUCKETS)}"
+
+
+def update_bucket_keys(owners: Iterable[str | None], workflow_ids: Iterable[str]) -> list[str]:
+    """The bucket keys of an update message holding these owners' and workflows' updates."""
+    keys = {owner_update_key(o) for o in owners if o}
+    keys.update(workflow_update_key(w) for w in workflow_ids)
+    return sorted(keys)
+
+
+def _bucket(value: str, buckets: int) -> int:
+    # crc32, not hash(): every replica must put a name in the same bucket.
+    return zlib.crc32(value.encode()) % buckets

@@ -10,7 +10,9 @@ the bus and store close last. Read this file to see what a gateway is made of.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +20,8 @@ from datetime import datetime
 
 import structlog
 
-from stox_gateway import codec
 from stox_gateway.auth.guard import Guard
+from stox_gateway.bus import update_batch
 from stox_gateway.bus.completion_consumer import CompletionConsumer
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
@@ -36,9 +38,11 @@ from stox_gateway.facade import Gateway
 from stox_gateway.grpc.auth_client import AuthClient
 from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
+from stox_gateway.hub.feed import catch_up
+from stox_gateway.hub.interest import Interest
 from stox_gateway.observability.metrics import Metrics
 from stox_gateway.observability.tracing import setup_tracing
-from stox_gateway.routing import GATEWAY_UPDATE, STEP_COMPLETED, completion_queue, update_queue
+from stox_gateway.routing import STEP_COMPLETED, completion_queue, update_queue
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
 from stox_gateway.store.sql import SqlStore
@@ -64,6 +68,7 @@ class Runtime:
     auth_client: AuthClient | None = None
     grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
+    _catching_up: set[asyncio.Task[None]] = field(default_factory=set)
 
     # How long an AMQP completion waits for the database (see `CompletionConsumer`).
     @property
@@ -117,10 +122,16 @@ class Runtime:
                 retry_delay=settings.rabbitmq.retry_delay,
                 on_publish=metrics.bus_publish.observe,
             )
+            updates_queue = update_queue(prefix, replica_id)
             hub = Hub(
                 lambda wid, after, upto: store.updates(wid, after_seq=after, up_to_seq=upto),
                 heartbeat_interval=settings.websocket.heartbeat_interval.total_seconds(),
                 on_drop=metrics.websocket_dropped.inc,
+                # This replica's update queue is bound to what its clients follow, no more.
+                interest=Interest(
+                    functools.partial(bus.bind, updates_queue),
+                    functools.partial(bus.unbind, updates_queue),
+                ),
             )
 
             def committed(transition: Transition, now: datetime) -> None:
@@ -208,19 +219,24 @@ class Runtime:
 
     async def _start_consumers(self, stack: contextlib.AsyncExitStack) -> None:
         """This replica's WebSocket updates and the shared completion queue."""
-        prefix = self.settings.rabbitmq.queue_prefix
+        rabbitmq = self.settings.rabbitmq
+        prefix = rabbitmq.queue_prefix
         updates = await self.bus.consume(
             QueueSpec(
                 name=update_queue(prefix, self.replica_id),
-                bindings=(GATEWAY_UPDATE,),
+                bindings=(),  # the hub binds what its clients follow (`Interest`)
                 durable=False,
                 exclusive=True,
                 dead_letter=False,
                 prefetch=512,
+                max_length=rabbitmq.update_queue_max_length,
+                max_bytes=rabbitmq.update_queue_max_bytes,
             ),
             self._on_update,
         )
         stack.push_async_callback(updates.cancel)
+        self.bus.on_reconnect(self._catch_up_later)
+        stack.push_async_callback(self._stop_catching_up)
         completions = await self.bus.consume(
             QueueSpec(
                 name=completion_queue(prefix),
@@ -288,5 +304,24 @@ class Runtime:
         key = self.settings.rabbitmq.update_signing_key
         if key and not signed_correctly(key.get_secret_value().encode(), delivery.message):
             raise Reject("gateway.update without a valid signature")
-        message = codec.loads(delivery.message.body)
-        await self.hub.publish(message, owner=delivery.message.headers.get("x-owner"))
+        self.metrics.updates_received.inc()
+        for owner, updates in update_batch.decode(delivery.message):
+            await self.hub.publish(updates, owner=owner)
+
+    def _catch_up_later(self) -> None:
+        """After a reconnect: what was published while the update queue was away is lost, so
+        every followed workflow is brought up to date from the event log."""
+        task = asyncio.create_task(self._catch_up(), name="hub-catch-up")
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self) -> None:
+        try:
+            await catch_up(self.engine, self.hub)
+        except Exception:
+            log.exception("hub.catch_up_failed")
+
+    async def _stop_catching_up(self) -> None:
+        for task in list(self._catching_up):
+            task.cancel()
+        await asyncio.gather(*self._catching_up, return_exceptions=True)

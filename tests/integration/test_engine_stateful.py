@@ -108,7 +108,12 @@ SETTINGS = settings(
     max_examples=25,
     stateful_step_count=20,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+    # Generation health checks (random DAGs make large examples) say nothing about the engine.
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 
 

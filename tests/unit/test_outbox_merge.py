@@ -17,6 +17,8 @@ from stox_gateway import codec
 from stox_gateway.bus.memory import MemoryBus
 from stox_gateway.bus.outbox_relay import MAX_MERGED_BODY, OutboxRelay, merge_updates
 from stox_gateway.bus.port import BusUnavailable, Delivery, Message, QueueSpec
+from stox_gateway.bus.update_batch import BATCH_HEADER, decode
+from stox_gateway.routing import owner_update_key, workflow_update_key
 from stox_gateway.store.port import OutboxRow
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -70,9 +72,12 @@ def step_row(step_type: str = "image_processing", attempt: int = 1, **kw: Any) -
 
 
 def seqs(message: Message) -> list[tuple[str, int]]:
-    body = json.loads(message.body)
-    updates = body if isinstance(body, list) else [body]  # a lone old-style row stays as it is
-    return [(u["workflow_id"], u["seq"]) for u in updates]
+    return [(u["workflow_id"], u["seq"]) for _, updates in decode(message) for u in updates]
+
+
+def owners(message: Message) -> dict[str, str | None]:
+    """workflow → the owner its updates came with."""
+    return {u["workflow_id"]: owner for owner, updates in decode(message) for u in updates}
 
 
 def shape(groups: list[tuple[list[OutboxRow], Message]]) -> list[list[int]]:
@@ -95,21 +100,32 @@ def test_the_updates_of_one_owner_leave_as_one_array_in_order() -> None:
     [(merged_rows, message)] = merge_updates(rows)
     assert merged_rows == rows
     assert message.routing_key == "gateway.update"
-    assert message.headers.get("x-owner") == "ann"
+    assert "x-owner" not in message.headers  # the owners travel in the body
+    assert message.headers[BATCH_HEADER] == "1"
     assert seqs(message) == [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("a", 4)]
-    assert json.loads(message.body)[0] == json.loads(codec.dumps(update("a", 1)))
+    assert owners(message) == {"a": "ann", "b": "ann"}
+    assert decode(message)[0][1][0] == json.loads(codec.dumps(update("a", 1)))
 
 
-def test_a_lone_update_row_leaves_as_it_is() -> None:
+def test_the_message_names_the_buckets_of_its_owners_and_workflows() -> None:
+    rows = [update_row(update("a", 1), owner="ann"), update_row(update("b", 1))]
+    [(_, message)] = merge_updates(rows)
+    assert sorted(message.headers["BCC"]) == sorted(
+        [owner_update_key("ann"), workflow_update_key("a"), workflow_update_key("b")]
+    )
+
+
+def test_a_lone_update_row_keeps_its_ids() -> None:
     only = update_row(update("a", 1), update("a", 2), owner="ann")
     [(rows, message)] = merge_updates([only])
     assert rows == [only]
-    assert (message.body, message.message_id, message.correlation_id, message.headers) == (
-        only.body,
+    assert (message.message_id, message.correlation_id) == (
         only.message_id,
         only.correlation_id,
-        only.headers,
     )
+    assert message.headers["traceparent"] == only.headers["traceparent"]
+    assert seqs(message) == [("a", 1), ("a", 2)]
+    assert owners(message) == {"a": "ann"}
 
 
 def test_other_rows_between_updates_do_not_split_them() -> None:
@@ -139,7 +155,7 @@ def test_other_rows_between_updates_do_not_split_them() -> None:
     assert seqs(groups[0][1]) == [("a", 1), ("a", 2), ("a", 3), ("a", 4)]
 
 
-def test_each_owner_gets_a_message_of_its_own() -> None:
+def test_every_owner_shares_one_message_and_keeps_its_updates() -> None:
     rows = [
         update_row(update("a", 1), owner="ann"),
         update_row(update("a", 2), owner="ann"),
@@ -148,19 +164,22 @@ def test_each_owner_gets_a_message_of_its_own() -> None:
         update_row(update("c", 2)),
         update_row(update("a", 3), owner="ann"),
     ]
-    groups = merge_updates(rows)
-    assert shape(groups) == [
-        [rows[0].id, rows[1].id, rows[5].id],
-        [rows[2].id],
-        [rows[3].id, rows[4].id],
+    [(merged_rows, message)] = merge_updates(rows)
+    assert merged_rows == rows
+    assert decode(message) == [
+        ("ann", [json.loads(codec.dumps(update("a", s))) for s in (1, 2, 3)]),
+        ("bob", [json.loads(codec.dumps(update("b", 1)))]),
+        (None, [json.loads(codec.dumps(update("c", s))) for s in (1, 2)]),
     ]
-    owners = [message.headers.get("x-owner") for _, message in groups]
-    assert owners == ["ann", "bob", None]
-    assert [seqs(m) for _, m in groups] == [
-        [("a", 1), ("a", 2), ("a", 3)],
-        [("b", 1)],
-        [("c", 1), ("c", 2)],
-    ]
+
+
+def test_a_message_in_the_older_form_is_still_read() -> None:
+    """What a replica of the previous version sends: updates of the owner in `x-owner`."""
+    body = codec.dumps([update("a", 1), update("a", 2)])
+    older = Message("gateway.update", body, "m", headers={"x-owner": "ann"})
+    assert decode(older) == [("ann", json.loads(body))]
+    single = Message("gateway.update", codec.dumps(update("b", 1)), "m")
+    assert seqs(single) == [("b", 1)]
 
 
 def test_a_run_is_split_before_its_merged_body_would_exceed_the_limit() -> None:
@@ -181,7 +200,7 @@ def test_a_row_larger_than_the_limit_leaves_alone() -> None:
     small_after = update_row(update("a", 3))
     groups = merge_updates([small_before, huge, small_after])
     assert shape(groups) == [[small_before.id], [huge.id], [small_after.id]]
-    assert groups[1][1].body == huge.body
+    assert seqs(groups[1][1]) == [("a", 2)]
 
 
 def test_an_old_style_row_of_a_single_update_is_merged_with_the_others() -> None:
@@ -195,10 +214,10 @@ def test_an_old_style_row_of_a_single_update_is_merged_with_the_others() -> None
     assert seqs(message) == [("a", 1), ("a", 2), ("a", 3), ("b", 7)]
 
 
-def test_a_lone_old_style_row_leaves_as_it_is() -> None:
+def test_a_lone_old_style_row_is_read_the_same() -> None:
     only = old_update_row(update("a", 1))
     [(_, message)] = merge_updates([only])
-    assert message.body == only.body
+    assert seqs(message) == [("a", 1)]
 
 
 def test_merged_old_style_rows_stay_within_the_limit() -> None:
@@ -304,22 +323,33 @@ async def test_only_the_rows_of_the_failed_message_stay_unsent() -> None:
     bus = FakeBus(refuse_workflows={"b"})
     with pytest.raises(BusUnavailable):
         await relay_for(store, bus).relay_once()
-    assert [m.routing_key for m in bus.published] == ["gateway.update", "step.image_processing"]
-    assert store.sent == {ann[0].id, ann[1].id, step.id}
+    # The updates of both owners are one message: refused together, the step still goes.
+    assert [m.routing_key for m in bus.published] == ["step.image_processing"]
+    assert store.sent == {step.id}
 
 
-async def test_merged_updates_reach_a_consumer_of_the_memory_bus_as_one_array() -> None:
+async def test_a_batch_reaches_the_queues_bound_to_one_of_its_buckets_once() -> None:
     bus = MemoryBus()
     await bus.start()
-    received: list[Message] = []
+    received: dict[str, list[Message]] = {"all": [], "a": [], "bob": [], "other": []}
 
-    async def handler(delivery: Delivery) -> None:
-        received.append(delivery.message)
+    def keep(name: str) -> Any:
+        async def handler(delivery: Delivery) -> None:
+            received[name].append(delivery.message)
 
-    await bus.consume(QueueSpec("test_outbox_merge_updates", ("gateway.update",)), handler)
+        return handler
+
+    prefix = "test_outbox_merge"
+    await bus.consume(QueueSpec(f"{prefix}.all", ("gateway.update",)), keep("all"))
+    await bus.consume(QueueSpec(f"{prefix}.a", ()), keep("a"))
+    await bus.bind(f"{prefix}.a", workflow_update_key("a"))
+    await bus.bind(f"{prefix}.a", owner_update_key("ann"))  # two matching keys: one copy
+    await bus.consume(QueueSpec(f"{prefix}.bob", (owner_update_key("bob"),)), keep("bob"))
+    await bus.consume(QueueSpec(f"{prefix}.other", ()), keep("other"))
+    await bus.bind(f"{prefix}.other", workflow_update_key("zz-not-in-the-batch"))
     rows = [
         update_row(update("a", 1), update("a", 2), owner="ann"),
-        update_row(update("b", 1), owner="ann"),
+        update_row(update("b", 1), owner="bob"),
     ]
     store = FakeStore(rows)
     try:
@@ -328,9 +358,12 @@ async def test_merged_updates_reach_a_consumer_of_the_memory_bus_as_one_array() 
             await bus.join()
     finally:
         await bus.close()
-    [message] = received
+    assert bus.published == 1
+    assert [len(received[name]) for name in ("all", "a", "bob", "other")] == [1, 1, 1, 0]
+    message = received["a"][0]
     assert seqs(message) == [("a", 1), ("a", 2), ("b", 1)]
-    assert message.headers.get("x-owner") == "ann"
+    assert owners(message) == {"a": "ann", "b": "bob"}
+    assert "BCC" not in message.headers  # the broker's routing header does not travel on
     assert store.sent == {r.id for r in rows}
 
 

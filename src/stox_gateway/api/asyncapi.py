@@ -53,11 +53,22 @@ def asyncapi_document(
     schemas["UpdateBatch"] = {
         "title": "UpdateBatch",
         "description": (
-            "Updates in commit order (seq order per workflow): one transition's, or several "
-            "merged by the outbox relay. Each element is a WebSocket update."
+            "The updates of one outbox relay batch, whatever their owners: `[owner, updates]` "
+            "pairs (owner null for a workflow without one), updates in seq order per "
+            "workflow, each a WebSocket update. Header `x-stox-update-batch: 1`; the `BCC` "
+            "header names the owner and workflow buckets inside (gateway.update.o.<n>, "
+            "gateway.update.w.<n>), and RabbitMQ routes the message by each of them."
         ),
         "type": "array",
-        "items": {"$ref": "#/components/schemas/UpdateMessage"},
+        "items": {
+            "type": "array",
+            "prefixItems": [
+                {"type": ["string", "null"]},
+                {"type": "array", "items": {"$ref": "#/components/schemas/UpdateMessage"}},
+            ],
+            "minItems": 2,
+            "maxItems": 2,
+        },
     }
     amqp_binding = {
         "amqp": {
@@ -90,7 +101,8 @@ def asyncapi_document(
         ),
         GATEWAY_UPDATE: (
             "UpdateBatch",
-            "every WebSocket update, after commit; each replica consumes them",
+            "every WebSocket update, after commit; each replica receives the batches holding "
+            "an owner or workflow its clients follow",
             "send",
         ),
     }

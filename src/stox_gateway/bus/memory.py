@@ -1,15 +1,19 @@
 """The in-memory bus: the embedded default, and a real product rather than a mock.
 
-Topic routing (`*`, `#`), competing consumers, ack on return, requeue with a delivery count on
-failure (uncounted, after a pause, on `Transient`), dead letters past the delivery limit or on
-`Reject`, and `join()` for tests: it waits until every queue is drained and every handler has
-returned.
+Topic routing (`*`, `#`) with RabbitMQ's sender-selected distribution (a message is routed by
+the keys of its `BCC` header too, once per queue, and arrives without that header), bindings
+added and removed while consuming, competing consumers, ack on return, requeue with a delivery
+count on failure (uncounted, after a pause, on `Transient`), dead letters past the delivery
+limit or on `Reject`, and `join()` for tests: it waits until every queue is drained and every
+handler has returned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -31,12 +35,32 @@ from stox_gateway.bus.topics import topic_matches
 log = structlog.get_logger(__name__)
 
 
+BCC = "BCC"
+
+
 @dataclass(slots=True)
 class _Queue:
     spec: QueueSpec
     items: asyncio.Queue[tuple[Message, int]] = field(default_factory=asyncio.Queue)
     in_flight: int = 0
     consumers: list[_Consumer] = field(default_factory=list)
+    bindings: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.bindings.update(self.spec.bindings)
+
+    def routes(self, routing_key: str, more_keys: list[str]) -> bool:
+        if any(topic_matches(b, routing_key) for b in self.bindings):
+            return True
+        if not more_keys:
+            return False
+        exact = self.bindings.intersection(more_keys)
+        return bool(exact) or any(
+            topic_matches(b, key)
+            for b in self.bindings
+            if "*" in b or "#" in b
+            for key in more_keys
+        )
 
 
 class _Consumer:
@@ -139,11 +163,11 @@ class MemoryBus:
     async def publish(self, message: Message) -> None:
         if self._closed:
             raise BusUnavailable("the in-memory bus is closed")
-        targets = [
-            q
-            for q in self._queues.values()
-            if any(topic_matches(b, message.routing_key) for b in q.spec.bindings)
-        ]
+        more_keys = message.headers.get(BCC) or []
+        if more_keys:
+            headers = {k: v for k, v in message.headers.items() if k != BCC}
+            message = dataclasses.replace(message, headers=headers)
+        targets = [q for q in self._queues.values() if q.routes(message.routing_key, more_keys)]
         if not targets and message.mandatory:
             raise Unroutable(f"no queue is bound to {message.routing_key!r}")
         for queue in targets:
@@ -151,6 +175,21 @@ class MemoryBus:
         self.published += 1
         if targets:
             self._idle.clear()
+
+    async def bind(self, queue: str, routing_key: str) -> None:
+        self._queue(queue).bindings.add(routing_key)
+
+    async def unbind(self, queue: str, routing_key: str) -> None:
+        self._queue(queue).bindings.discard(routing_key)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Nothing to do: the in-memory bus never loses its connection."""
+
+    def _queue(self, name: str) -> _Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            raise BusUnavailable(f"no queue {name!r} on the in-memory bus")
+        return queue
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> _Consumer:
         q = self._declare(queue)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +24,7 @@ from tenacity import (
     wait_fixed,
 )
 
+from stox_gateway.bus import update_batch
 from stox_gateway.bus.port import Bus, BusError, Message, Unroutable
 from stox_gateway.engine.errors import Unavailable
 from stox_gateway.observability.tracing import span
@@ -245,34 +245,32 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 def merge_updates(rows: Sequence[OutboxRow]) -> list[tuple[list[OutboxRow], Message]]:
     """The bus messages of a batch of rows.
 
-    The `gateway.update` rows of one owner leave as one message, at the place of the first of
-    them: their bodies are JSON arrays of updates, so the merged body is their concatenation,
-    in row order (a workflow's updates stay in seq order). A transition writes its step
-    message and its update row side by side, so merging only neighbours merged nothing; this
-    way a whole batch is one update message per owner, for the broker and for every replica
-    consuming it. Any other row is a message of its own, in row order. No message of merged
-    updates grows beyond `MAX_MERGED_BODY`: the next row of that owner starts another.
+    The `gateway.update` rows of a batch leave as one message, whatever their owners, at the
+    place of the first of them (see `update_batch`): a replica that follows any of them gets
+    the message once, whether the batch holds one owner or a hundred. A workflow's updates stay
+    in seq order. Any other row is a message of its own, in row order. No message of merged
+    updates grows beyond `MAX_MERGED_BODY`: the next update row starts another.
     """
     groups: list[list[OutboxRow]] = []
-    open_group: dict[str | None, int] = {}  # owner → its group still taking rows
-    sizes: dict[int, int] = {}
+    open_index: int | None = None  # the group of updates still taking rows
+    size = 0
     for row in rows:
         if row.routing_key != GATEWAY_UPDATE:
             groups.append([row])
             continue
-        owner = row.headers.get("x-owner")
-        index = open_group.get(owner)
-        if index is not None and sizes[index] + len(row.body) + 1 <= MAX_MERGED_BODY:
-            groups[index].append(row)
-            sizes[index] += len(row.body) + 1  # a comma between
+        added = update_batch.entry_size(row)
+        if open_index is not None and size + added <= MAX_MERGED_BODY:
+            groups[open_index].append(row)
+            size += added
             continue
-        open_group[owner] = len(groups)
-        sizes[len(groups)] = len(row.body) + 2  # the brackets
+        open_index, size = len(groups), added + 2  # the brackets
         groups.append([row])
     return [
         (
             group,
-            _merged(group) if group[0].routing_key == GATEWAY_UPDATE else _message(group[0]),
+            update_batch.encode(group)
+            if group[0].routing_key == GATEWAY_UPDATE
+            else _message(group[0]),
         )
         for group in groups
     ]
@@ -287,24 +285,3 @@ def _message(row: OutboxRow) -> Message:
         headers=row.headers,
         mandatory=row.mandatory,
     )
-
-
-def _merged(rows: Sequence[OutboxRow]) -> Message:
-    if len(rows) == 1:
-        return _message(rows[0])
-    body = b"[" + b",".join(_elements(row.body) for row in rows) + b"]"
-    first = rows[0]
-    return Message(
-        routing_key=first.routing_key,
-        body=body,
-        # An id of its own: sent again after a crash, a merged message may carry other rows.
-        message_id=str(uuid.uuid4()),
-        correlation_id=None,  # many workflows: the updates inside carry their own ids
-        headers=first.headers,
-    )
-
-
-def _elements(body: bytes) -> bytes:
-    """The updates of one row's body: an array's inside, or a single update (rows written
-    before updates were grouped per transition)."""
-    return body[1:-1] if body[:1] == b"[" else body

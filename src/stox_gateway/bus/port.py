@@ -67,6 +67,10 @@ class QueueSpec:
     prefetch: int = 32
     concurrency: int = 1  # handler calls in flight; 1 keeps the queue's order
     dead_letter: bool = True
+    # Bounds of an exclusive queue: past them the broker drops the oldest message (RabbitMQ's
+    # `x-max-length` / `x-max-length-bytes` with `drop-head`); None: unbounded.
+    max_length: int | None = None
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,17 @@ class Bus(Protocol):
     async def counts(self, queue_name: str) -> QueueCounts:
         """The queue's consumers and ready messages (0 and 0 for a queue that does not exist);
         raise `BusUnavailable` when the broker does not answer."""
+
+    async def bind(self, queue: str, routing_key: str) -> None:
+        """Bind a queue this bus consumes to one more key; it is restored with the queue after
+        a reconnect. Returns once the broker routes that key to the queue."""
+
+    async def unbind(self, queue: str, routing_key: str) -> None:
+        """Remove a binding added by `bind`."""
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the connection is back with every queue, binding and
+        consumer restored (what was published meanwhile to an exclusive queue is lost)."""
 
 
 class BusError(Unavailable):

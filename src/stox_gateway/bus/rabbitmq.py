@@ -7,6 +7,13 @@ Layout on the broker (all names from configuration):
     <queue>              durable work queue (classic or quorum), bound to its routing keys,
                          dead-lettering into <exchange>.dlx
     <queue>.dead         durable: what <queue> could not process, with `x-stox-dead-reason`
+    <queue> exclusive    one process's own queue (a replica's updates): no dead letters,
+                         bounded by `max_length` / `max_bytes` (the oldest is dropped), its
+                         bindings added and removed while consuming (`bind` / `unbind`) and
+                         restored with it after a reconnect
+
+A message may carry a `BCC` header (a list of routing keys): the broker routes it by each of
+them too, once per queue, and removes the header (sender-selected distribution).
 
 Delivery limit: a failed message is published again to its queue with `x-stox-deliveries`
 raised by one (then the original is acked), so the count works on classic queues too; at the
@@ -82,10 +89,18 @@ class RabbitMQBus:
         self._consumers: list[_Consumer] = []
         self._counting: AbstractChannel | None = None  # passive declares only (see `counts`)
         self._counting_lock = asyncio.Lock()
+        self._on_reconnect: list[Callable[[], None]] = []
 
     @property
     def exchange_name(self) -> str:
         return self._settings.exchange
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        """The robust connection (tests make it fail)."""
+        if self._connection is None:
+            raise BusUnavailable("RabbitMQ: not started")
+        return self._connection
 
     @property
     def declared_queues(self) -> frozenset[str]:
@@ -101,6 +116,8 @@ class RabbitMQBus:
             )
         except (TimeoutError, OSError, AMQPError) as exc:
             raise BusUnavailable(f"RabbitMQ: cannot connect: {exc}") from exc
+        # Called by aio-pika once every channel, queue, binding and consumer is restored.
+        self._connection.reconnect_callbacks.add(self._reconnected)
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
@@ -181,7 +198,7 @@ class RabbitMQBus:
 
     def _queue_arguments(self, spec: QueueSpec) -> dict[str, Any]:
         if spec.exclusive:
-            return {}
+            return _bounds(spec)
         arguments: dict[str, Any] = {"x-queue-type": self._settings.queue_type}
         if spec.dead_letter:
             arguments["x-dead-letter-exchange"] = dead_letter_exchange(self._settings.exchange)
@@ -217,6 +234,37 @@ class RabbitMQBus:
         if self._channel is None:
             raise BusUnavailable("RabbitMQ: not started")
         await self._declare_on(self._channel, queue)
+
+    async def bind(self, queue: str, routing_key: str) -> None:
+        # On the consumer's robust queue, which records the binding and restores it with the
+        # queue after a reconnect.
+        try:
+            await self._consumed_queue(queue).bind(self._settings.exchange, routing_key)
+        except (AMQPError, OSError, RuntimeError) as exc:
+            raise BusUnavailable(f"RabbitMQ: bind failed: {exc!r}") from exc
+
+    async def unbind(self, queue: str, routing_key: str) -> None:
+        try:
+            await self._consumed_queue(queue).unbind(self._settings.exchange, routing_key)
+        except (AMQPError, OSError, RuntimeError) as exc:
+            raise BusUnavailable(f"RabbitMQ: unbind failed: {exc!r}") from exc
+
+    def _consumed_queue(self, name: str) -> AbstractQueue:
+        for consumer in self._consumers:
+            if consumer.queue.name == name:
+                return consumer.queue
+        raise BusUnavailable(f"RabbitMQ: queue {name!r} is not consumed here")
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._on_reconnect.append(callback)
+
+    def _reconnected(self, _connection: object) -> None:
+        log.info("bus.reconnected", connection=self._connection_name)
+        for callback in self._on_reconnect:
+            try:
+                callback()
+            except Exception:
+                log.exception("bus.reconnect_callback_failed")
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> _Consumer:
         if self._connection is None:
@@ -326,6 +374,10 @@ class _Consumer:
         self._slots = asyncio.Semaphore(spec.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._tag: str | None = None
+
+    @property
+    def queue(self) -> AbstractQueue:
+        return self._queue
 
     async def start(self) -> None:
         self._tag = await self._queue.consume(self._on_message)
@@ -449,6 +501,18 @@ class _Consumer:
         with contextlib.suppress(Exception):
             await self._channel.close()
         self._bus._forget(self)
+
+
+def _bounds(spec: QueueSpec) -> dict[str, Any]:
+    """The length bounds of a queue; past them the oldest message is dropped."""
+    arguments: dict[str, Any] = {}
+    if spec.max_length is not None:
+        arguments["x-max-length"] = spec.max_length
+    if spec.max_bytes is not None:
+        arguments["x-max-length-bytes"] = spec.max_bytes
+    if arguments:
+        arguments["x-overflow"] = "drop-head"
+    return arguments
 
 
 def _delivery_count(incoming: AbstractIncomingMessage) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +58,15 @@ class SigningBus:
 
     async def consume(self, queue: QueueSpec, handler: Handler) -> Subscription:
         return await self._bus.consume(queue, handler)
+
+    async def bind(self, queue: str, routing_key: str) -> None:
+        await self._bus.bind(queue, routing_key)
+
+    async def unbind(self, queue: str, routing_key: str) -> None:
+        await self._bus.unbind(queue, routing_key)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._bus.on_reconnect(callback)
 
     def __getattr__(self, name: str) -> Any:  # adapter extras (test affordances)
         return getattr(self._bus, name)

@@ -73,6 +73,16 @@ class RabbitMQSettings(BaseModel):
         default=None,
         description="HMAC key of gateway.update messages, the same on every replica",
     )
+    update_queue_max_length: int = Field(
+        default=10_000,
+        ge=1,
+        description="messages a replica's update queue keeps; past it the oldest are dropped",
+    )
+    update_queue_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="bytes a replica's update queue keeps; past it the oldest are dropped",
+    )
 
     @field_validator("url")
     @classmethod

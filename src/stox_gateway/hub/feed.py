@@ -13,12 +13,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from stox_gateway import codec
+from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.engine.service import WorkflowEngine
-from stox_gateway.hub.hub import Subscriber
+from stox_gateway.hub.hub import Hub, Subscriber
 from stox_gateway.wire import WaitingFor, update_to_wire, workflow_to_wire
 
 SNAPSHOT_LIMIT = 100
+
+log = structlog.get_logger(__name__)
 
 
 async def first_frames(
@@ -48,3 +53,25 @@ def _snapshot(workflow_id: str | None, seq: int, now: datetime, data: dict[str, 
     return codec.dumps_str(
         {"type": "snapshot", "workflow_id": workflow_id, "seq": seq, "timestamp": now, "data": data}
     )
+
+
+async def catch_up(engine: WorkflowEngine, hub: Hub) -> int:
+    """Bring every followed workflow up to date from the event log, after the update queue
+    lost messages (a reconnect). Followed: each workflow a subscriber follows by id, and for
+    subscribers of every workflow, the latest `SNAPSHOT_LIMIT` of their owner (what their
+    snapshot showed). Returns how many updates went out."""
+    targets: dict[str, tuple[str | None, int]] = {}  # workflow → (owner, seq)
+    for workflow_id in hub.followed_workflows():
+        try:
+            workflow = await engine.get(workflow_id)
+        except WorkflowNotFound:
+            continue
+        targets[workflow.id] = (workflow.owner, workflow.seq)
+    for owner in hub.firehose_owners():
+        for workflow in await engine.list_workflows(limit=SNAPSHOT_LIMIT, owner=owner):
+            targets[workflow.id] = (workflow.owner, workflow.seq)
+    sent = 0
+    for workflow_id, (owner, seq) in targets.items():
+        sent += await hub.catch_up(workflow_id, owner, seq)
+    log.info("hub.caught_up", workflows=len(targets), updates=sent)
+    return sent

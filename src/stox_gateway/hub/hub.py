@@ -1,11 +1,16 @@
 """Fan-out of updates to WebSocket subscribers, in `seq` order, with no gap and no repeat.
 
-Updates reach the hub from the bus (`gateway.update`, on a queue of this replica's own), so a
-client on replica A sees what replica B committed; what this replica commits it also pushes at
+Updates reach the hub from the bus (`gateway.update`, on a queue of this replica's own, bound
+only to what its clients follow: see `interest`), so a client on replica A sees what replica B
+committed; what this replica commits it also pushes at
 once (`publish_committed`), so its own clients need not wait for the round trip through the
 outbox and the broker. The hub keeps, per workflow, the last `seq` it pushed: a repeat (the
 bus copy of an update pushed at once, an outbox row sent twice) is dropped, and a gap (updates
 of two replicas crossing) is filled from the event log before the newer update goes out.
+
+After the update queue was away (a reconnect: the broker dropped what came meanwhile) or
+dropped messages (it is bounded), `catch_up` brings each followed workflow up to date from the
+event log.
 
 Each subscriber has a bounded queue; one that falls behind is disconnected (close code 1013)
 instead of slowing the others, and can resume with `?since=`.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +30,7 @@ import structlog
 
 from stox_gateway import codec
 from stox_gateway.engine.models import JSON, Update
+from stox_gateway.hub.interest import Interest, keys_for
 from stox_gateway.wire import update_to_wire
 
 log = structlog.get_logger(__name__)
@@ -43,7 +49,7 @@ class Frame:
     data: str
 
 
-LoadUpdates = Callable[[str, int, int], Awaitable[list[Update]]]
+LoadUpdates = Callable[[str, int, int | None], Awaitable[list[Update]]]
 CLOSE_TOO_SLOW = 1013
 
 
@@ -102,12 +108,15 @@ class Hub:
         heartbeat_interval: float = 30.0,
         remembered_workflows: int = 100_000,
         on_drop: Callable[[], None] | None = None,
+        interest: Interest | None = None,
     ) -> None:
         self._load_updates = load_updates
+        self.interest = interest or Interest()
         self._heartbeat_interval = heartbeat_interval
         # Indexed by what they follow, so an update costs its own audience, not everyone's:
         # a thousand browsers each on one workflow are not visited for every other workflow.
         self._firehose: set[Subscriber] = set()  # every workflow (`/ws` without an id)
+        self._firehose_owners: Counter[str | None] = Counter()  # their owner filters
         self._by_workflow: dict[str, set[Subscriber]] = {}
         self._count = 0
         self._last_seq: OrderedDict[str, int] = OrderedDict()
@@ -115,6 +124,7 @@ class Hub:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._filling: set[asyncio.Task[None]] = set()  # gap fills of `publish_committed`
         self.dropped_slow = 0
+        self.received = 0  # updates that came from the bus
         self._on_drop = on_drop
 
     @property
@@ -143,8 +153,42 @@ class Hub:
         for subscriber in self._all_subscribers():
             subscriber.close()
         self._firehose.clear()
+        self._firehose_owners.clear()
         self._by_workflow.clear()
         self._count = 0
+
+    async def follow(self, subscriber: Subscriber) -> None:
+        """Bind what `subscriber` needs from the bus, then subscribe it; call before reading
+        its first frames. Raises `BusError` when the broker cannot bind."""
+        await self.interest.follow(keys_for(subscriber.workflow_id, subscriber.owner))
+        self.subscribe(subscriber)
+
+    async def unfollow(self, subscriber: Subscriber) -> None:
+        """The end of a `follow` (once per `follow`, whether or not the hub dropped it)."""
+        self.unsubscribe(subscriber)
+        await self.interest.unfollow(keys_for(subscriber.workflow_id, subscriber.owner))
+
+    def followed_workflows(self) -> list[str]:
+        """The workflows that subscribers follow one by one."""
+        return list(self._by_workflow)
+
+    def firehose_owners(self) -> set[str | None]:
+        """The owner filters of the subscribers following every workflow (None: all owners)."""
+        return set(self._firehose_owners)
+
+    def last_seq(self, workflow_id: str) -> int | None:
+        return self._last_seq.get(workflow_id)
+
+    async def catch_up(self, workflow_id: str, owner: str | None, seq: int) -> int:
+        """Push what this hub has not pushed of a workflow up to `seq`, from the event log;
+        return how many updates went out."""
+        last = self._last_seq.get(workflow_id)
+        if last is not None and last >= seq:
+            return 0
+        missed = await self._load_updates(workflow_id, last or 0, seq)
+        for update in missed:
+            self._fan_out(update_to_wire(update), owner)
+        return len(missed)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if subscriber.workflow_id is None:
@@ -154,6 +198,8 @@ class Hub:
         if subscriber not in group:
             group.add(subscriber)
             self._count += 1
+            if subscriber.workflow_id is None:
+                self._firehose_owners[subscriber.owner] += 1
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         if subscriber.workflow_id is None:
@@ -164,17 +210,28 @@ class Hub:
             return
         group.discard(subscriber)
         self._count -= 1
+        if subscriber.workflow_id is None:
+            self._firehose_owners[subscriber.owner] -= 1
+            if self._firehose_owners[subscriber.owner] <= 0:
+                del self._firehose_owners[subscriber.owner]
         if not group and subscriber.workflow_id is not None:
             del self._by_workflow[subscriber.workflow_id]
 
     async def publish(self, message: JSON | list[JSON], owner: str | None = None) -> None:
         """Deliver the updates of one `gateway.update` message (an array of updates, or one
         update), each filling any gap of its workflow from the event log first."""
-        if isinstance(message, list):
-            for update in message:
+        updates = message if isinstance(message, list) else [message]
+        self.received += len(updates)
+        everything = self._follows_owner(owner)
+        for update in updates:
+            # A batch holds the updates of other replicas' clients too: skipped at a glance.
+            if everything or update["workflow_id"] in self._by_workflow:
                 await self._publish_one(update, owner)
-        else:
-            await self._publish_one(message, owner)
+
+    def _follows_owner(self, owner: str | None) -> bool:
+        """Whether a subscriber here follows every workflow of `owner`."""
+        owners = self._firehose_owners
+        return None in owners or (owner is not None and owner in owners)
 
     def publish_committed(self, updates: Sequence[Update], owner: str | None) -> None:
         """Updates this process has just committed, pushed at once. Their copies from the bus

@@ -69,6 +69,16 @@ class Metrics:
             "Subscribers dropped for reading too slowly",
             registry=registry,
         )
+        self.updates_received = Counter(
+            "stox_bus_updates_received",
+            "gateway.update messages this replica received (only those its clients follow)",
+            registry=registry,
+        )
+        self.update_bindings = Gauge(
+            "stox_bus_update_bindings",
+            "Update buckets this replica's update queue is bound to",
+            registry=registry,
+        )
         self.http_requests = Histogram(
             "stox_http_request_duration_seconds",
             "HTTP requests by route and status",

@@ -25,4 +25,5 @@ async def metrics(request: Request) -> Response:
     except Exception:
         pass
     m.websocket_connections.set(runtime.hub.subscriber_count)
+    m.update_bindings.set(len(runtime.hub.interest.bound))
     return Response(m.render(), media_type=CONTENT_TYPE)
