@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from stox_gateway import codec
 from stox_gateway.auth.guard import Caller, Guard
-from stox_gateway.engine.errors import WorkflowNotFound
-from stox_gateway.engine.models import Completion, Workflow, WorkflowStatus
+from stox_gateway.engine.errors import PartialTooLarge, WorkflowNotFound
+from stox_gateway.engine.models import Completion, Progress, Workflow, WorkflowStatus
+from stox_gateway.engine.progress_gate import ProgressGate
 from stox_gateway.engine.service import CompletionOutcome, WorkflowEngine
 from stox_gateway.errors import InvalidInput, Unprocessable
 from stox_gateway.hub import Hub, Subscriber
 from stox_gateway.hub.feed import first_frames
-from stox_gateway.schemas import StepCompletedRequest
+from stox_gateway.schemas import MAX_PARTIAL_BYTES, StepCompletedRequest, StepProgressRequest
 from stox_gateway.text import control_character, control_in_json
 
 MAX_SEQ = 2**63 - 1  # the store's seq is a signed 64-bit integer
@@ -35,6 +37,18 @@ def completion_from_request(request: StepCompletedRequest) -> Completion:
         error=request.error,
         attempt=request.attempt,
         retryable=request.retryable,
+    )
+
+
+def progress_from_request(request: StepProgressRequest) -> Progress:
+    return Progress(
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        step_type=request.step_type,
+        attempt=request.attempt,
+        fraction=request.fraction,
+        message=request.message,
+        partial=request.partial,
     )
 
 
@@ -65,15 +79,33 @@ class Watch:
 
 class Gateway:
     def __init__(
-        self, engine: WorkflowEngine, guard: Guard, hub: Hub, *, queue_size: int = 256
+        self,
+        engine: WorkflowEngine,
+        guard: Guard,
+        hub: Hub,
+        *,
+        queue_size: int = 256,
+        progress_per_second: float = 10.0,
     ) -> None:
         self.engine, self.guard, self.hub = engine, guard, hub
         self._queue_size = queue_size
+        self.progress_gate = ProgressGate(engine.report_progress, per_second=progress_per_second)
 
     async def complete(self, completion: Completion) -> CompletionOutcome:
         """Record a service's report; a repeat of a recorded outcome is applied=False."""
         _check_completion(completion)
+        # The step's last progress report goes on record before its outcome does.
+        await self.progress_gate.flush(completion.workflow_id, completion.step_id)
         return await self.engine.complete_step(completion)
+
+    async def report_progress(self, progress: Progress) -> bool:
+        """Record a running step's progress (DESIGN §11): True when recorded now, False when
+        held for the step's next slot (the latest report wins it)."""
+        _check_progress(progress)
+        return await self.progress_gate.offer(progress)
+
+    async def close(self) -> None:
+        await self.progress_gate.close()
 
     async def see(self, caller: Caller, workflow_id: str) -> Workflow:
         """The workflow, if the caller may see it; another user's is not found, as if absent."""
@@ -114,6 +146,28 @@ class Gateway:
 def _check_id(workflow_id: str) -> None:
     if control_character(workflow_id):
         raise InvalidInput("workflow_id: control characters are refused", code=BAD_PARAMETER)
+
+
+def _check_progress(progress: Progress) -> None:
+    for name in ("workflow_id", "step_id", "step_type"):
+        found = control_character(getattr(progress, name))
+        if found:
+            raise Unprocessable(f"{name}: control characters are refused ({found})")
+    if progress.fraction is not None and not 0.0 <= progress.fraction <= 1.0:
+        raise Unprocessable("fraction: a number from 0 to 1")
+    if progress.message is not None:
+        found = control_character(progress.message)
+        if found:
+            raise Unprocessable(f"message: control characters are refused ({found})")
+    if progress.partial is not None:
+        size = len(codec.dumps(progress.partial))
+        if size > MAX_PARTIAL_BYTES:
+            raise PartialTooLarge(
+                f"partial: {size} bytes as JSON, more than the limit of {MAX_PARTIAL_BYTES}"
+            )
+        found = control_in_json(progress.partial)
+        if found:
+            raise Unprocessable(f"partial: control characters are refused ({found})")
 
 
 def _check_completion(completion: Completion) -> None:

@@ -24,6 +24,7 @@ from stox_gateway.bus.completion_consumer import CompletionConsumer
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.bus.progress_consumer import ProgressConsumer
 from stox_gateway.bus.update_signing import SigningBus, signed_correctly
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
@@ -37,7 +38,14 @@ from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
 from stox_gateway.observability.metrics import Metrics
 from stox_gateway.observability.tracing import setup_tracing
-from stox_gateway.routing import GATEWAY_UPDATE, STEP_COMPLETED, completion_queue, update_queue
+from stox_gateway.routing import (
+    GATEWAY_UPDATE,
+    STEP_COMPLETED,
+    STEP_PROGRESS,
+    completion_queue,
+    progress_queue,
+    update_queue,
+)
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
 from stox_gateway.store.sql import SqlStore
@@ -145,7 +153,13 @@ class Runtime:
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
             guard = Guard(settings.auth)
-            gateway = Gateway(engine, guard, hub, queue_size=settings.websocket.client_queue_size)
+            gateway = Gateway(
+                engine,
+                guard,
+                hub,
+                queue_size=settings.websocket.client_queue_size,
+                progress_per_second=settings.workflow.progress_per_second,
+            )
             runtime = cls(
                 settings,
                 store,
@@ -168,6 +182,8 @@ class Runtime:
 
             await sweeper.start()
             stack.push_async_callback(sweeper.stop)
+            # Held progress goes on record while the relay still runs (stopped in reverse).
+            stack.push_async_callback(gateway.close)
 
             await runtime._start_consumers(stack)
             runtime.grpc_port = await stack.enter_async_context(
@@ -215,6 +231,16 @@ class Runtime:
             self.completions,
         )
         stack.push_async_callback(completions.cancel)
+        progress = await self.bus.consume(
+            QueueSpec(
+                name=progress_queue(prefix),
+                bindings=(STEP_PROGRESS,),
+                prefetch=self.settings.rabbitmq.prefetch,
+                concurrency=self.settings.rabbitmq.prefetch,
+            ),
+            ProgressConsumer(self.gateway),
+        )
+        stack.push_async_callback(progress.cancel)
 
     async def _connect_auth(self, stack: contextlib.AsyncExitStack) -> None:
         """The AuthService client; in the embedded default the reference service runs here."""

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from stox_gateway.text import json_text, multiline, single_line
 
 MAX_IMAGES = 20
+MAX_PARTIAL_BYTES = 64 * 1024  # a progress report's `partial`, as JSON (DESIGN §11)
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$")
 
 # Control characters are refused at the door (`text.py`): 422 with the field, never SQL.
@@ -103,6 +104,45 @@ class StepCompletedResponse(BaseModel):
     message: str = "Step completion processed successfully"
 
 
+class StepProgressRequest(BaseModel):
+    """A running step's progress (HTTP body; also the fields of an AMQP `step.progress`).
+
+    `partial` over 64 KiB (as JSON) is `413`; checked by the gateway, not here, so every
+    transport answers it alike.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_id: Id
+    step_id: Id
+    step_type: Id
+    attempt: int | None = Field(
+        None, ge=1, description="the attempt reported on (from the step message); default: current"
+    )
+    fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    message: Annotated[str, SingleLine] | None = Field(None, max_length=1_000)
+    partial: dict[str, Any] | None = Field(
+        None, description="results so far (at most 64 KiB as JSON), shown while the step runs"
+    )
+
+
+class StepProgressResponse(BaseModel):
+    success: bool = True
+    recorded: bool = Field(
+        True, description="false: held, and recorded when the step's next slot opens"
+    )
+    message: str = "Step progress recorded"
+
+
+class ProgressEnvelope(StepProgressRequest):
+    """Progress sent over AMQP on `step.progress`: the envelope plus the report."""
+
+    event_id: str | None = None
+    event_type: Literal["step.progress"] = "step.progress"
+    correlation_id: str | None = None
+    timestamp: datetime | None = None
+
+
 class StepEnvelope(BaseModel):
     """A step message as a service receives it from `step.<type>` (DESIGN §5)."""
 
@@ -141,6 +181,9 @@ class StepView(BaseModel):
     deadline_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+    progress: dict[str, Any] | None = Field(
+        None, description="a running step's latest step_progress data (with its seq)"
+    )
 
 
 class WorkflowView(BaseModel):

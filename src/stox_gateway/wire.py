@@ -11,7 +11,7 @@ from typing import Any
 
 from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
-from stox_gateway.engine.models import JSON, Step, Update, Workflow
+from stox_gateway.engine.models import JSON, Step, StepStatus, Update, Workflow
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.routing import GATEWAY_UPDATE
 
@@ -55,6 +55,7 @@ def step_to_wire(step: Step, after: tuple[str, ...] = ()) -> JSON:
         "deadline_at": step.deadline_at,
         "result": step.result,
         "error": step.error,
+        "progress": step.progress if step.status is StepStatus.RUNNING else None,
     }
 
 

@@ -145,6 +145,12 @@ class WorkflowSettings(BaseModel):
     retry_backoff: Duration = timedelta(seconds=1)
     retry_backoff_max: Duration = timedelta(seconds=60)
     sweep_interval: Duration = timedelta(seconds=1)
+    progress_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        le=1000,
+        description="progress reports recorded per step and second; above it the latest wins",
+    )
 
 
 class WorkersSettings(BaseModel):

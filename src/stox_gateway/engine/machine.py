@@ -23,6 +23,7 @@ from stox_gateway.engine.errors import (
 from stox_gateway.engine.models import (
     JSON,
     Completion,
+    Progress,
     Step,
     StepStatus,
     Update,
@@ -209,6 +210,42 @@ def complete_step(
     return b.build()
 
 
+def report_progress(
+    workflow: Workflow, progress: Progress, *, now: datetime, new_id: NewId
+) -> Transition:
+    """Record a running attempt's progress as a `step_progress` update (DESIGN §11).
+
+    Raises a `CompletionRejected` (409) for a report that does not fit: an ended workflow, a
+    step that is not running, an attempt that is no longer current. Changes nothing then.
+    """
+    step = workflow.step(progress.step_id)
+    if step is None:
+        raise StepMismatch(f"step {progress.step_id} does not belong to workflow {workflow.id}")
+    if step.type != progress.step_type:
+        raise StepMismatch(f"step {step.id} is of type {step.type!r}, not {progress.step_type!r}")
+    if workflow.status.ended:
+        raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
+    if step.status is not StepStatus.RUNNING:
+        raise StepNotRunning(f"step {step.id} ({step.type}) is {step.status}, not running")
+    attempt = progress.attempt if progress.attempt is not None else step.attempts
+    if attempt != step.attempts:
+        raise StaleAttempt(
+            f"step {step.id} is on attempt {step.attempts}; attempt {attempt} is no longer current"
+        )
+    b = _Builder(workflow, now, new_id)
+    data: JSON = {
+        "step_id": step.id,
+        "step_type": step.type,
+        "attempt": attempt,
+        "fraction": progress.fraction,
+        "message": progress.message,
+        "partial": progress.partial,
+    }
+    b.update(UpdateType.STEP_PROGRESS, data)
+    b.set_step(step.evolve(progress={**data, "seq": b.workflow.seq, "timestamp": now}))
+    return b.build()
+
+
 def time_out_step(
     workflow: Workflow,
     step_id: str,
@@ -248,7 +285,11 @@ def cancel(workflow: Workflow, *, now: datetime, new_id: NewId) -> Transition:
         if step.status is StepStatus.RUNNING:
             b.set_step(
                 step.evolve(
-                    status=StepStatus.FAILED, completed_at=now, deadline_at=None, error="cancelled"
+                    status=StepStatus.FAILED,
+                    completed_at=now,
+                    deadline_at=None,
+                    error="cancelled",
+                    progress=None,
                 )
             )
     b.workflow = b.workflow.evolve(
@@ -301,6 +342,7 @@ def _start_step(
             started_at=starts_at,
             deadline_at=starts_at + timedelta(seconds=step.timeout_seconds),
             error=last_error,
+            progress=None,
         )
     )
     if step.attempts == 1:
@@ -354,6 +396,7 @@ def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
             deadline_at=None,
             result=result,
             error=None,
+            progress=None,
         )
     )
     b.update(
@@ -383,7 +426,13 @@ def _fail_attempt(
         _start_step(b, step, delay=delay, last_error=error)
         return
     b.set_step(
-        step.evolve(status=StepStatus.FAILED, completed_at=b.now, deadline_at=None, error=error)
+        step.evolve(
+            status=StepStatus.FAILED,
+            completed_at=b.now,
+            deadline_at=None,
+            error=error,
+            progress=None,
+        )
     )
     # Siblings still running are not waited for: back to pending, so their late reports are
     # refused (the workflow ended) and a retry starts them again.
@@ -393,6 +442,7 @@ def _fail_attempt(
                 sibling.evolve(
                     status=StepStatus.PENDING,
                     deadline_at=None,
+                    progress=None,
                     error=f"interrupted: {step.type} failed",
                 )
             )

@@ -25,6 +25,7 @@ from stox_gateway.engine.errors import WorkflowNotFound
 from stox_gateway.engine.models import (
     JSON,
     Completion,
+    Progress,
     Update,
     UpdateType,
     Workflow,
@@ -136,6 +137,17 @@ class WorkflowEngine:
         transition = await self._store.change(completion.workflow_id, decide)
         self._committed(transition)
         return CompletionOutcome(transition.workflow, transition.applied)
+
+    async def report_progress(self, progress: Progress) -> Workflow:
+        """Record a running step's progress (`step_progress`); a report that does not fit the
+        workflow's state raises a `CompletionRejected` (409) and changes nothing."""
+
+        def decide(workflow: Workflow) -> machine.Transition:
+            return machine.report_progress(workflow, progress, now=self._clock(), new_id=new_id)
+
+        transition = await self._store.change(progress.workflow_id, decide)
+        self._committed(transition)
+        return transition.workflow
 
     async def time_out_step(self, workflow_id: str, step_id: str, attempt: int) -> bool:
         def decide(workflow: Workflow) -> machine.Transition:

@@ -44,6 +44,7 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
                 completed_at=_text(s["completed_at"]),
                 result=to_struct(s["result"]),
                 error=_text(s["error"]),
+                progress=to_struct(s.get("progress")),
             )
             for s in data["steps"]
         ],

@@ -37,6 +37,34 @@ class CompleteStepResponse(_message.Message):
     applied: bool
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., applied: _Optional[bool] = ...) -> None: ...
 
+class ReportProgressRequest(_message.Message):
+    __slots__ = ("workflow_id", "step_id", "step_type", "attempt", "fraction", "message", "partial")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step_id: str
+    step_type: str
+    attempt: int
+    fraction: float
+    message: str
+    partial: _struct_pb2.Struct
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., attempt: _Optional[int] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., partial: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ReportProgressResponse(_message.Message):
+    __slots__ = ("success", "message", "recorded")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    message: str
+    recorded: bool
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., recorded: _Optional[bool] = ...) -> None: ...
+
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id",)
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,7 +80,7 @@ class WatchWorkflowRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., since: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error")
+    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error", "progress")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +90,7 @@ class Step(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     status: str
@@ -71,7 +100,8 @@ class Step(_message.Message):
     completed_at: str
     result: _struct_pb2.Struct
     error: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    progress: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., progress: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
     __slots__ = ("id", "type", "status", "product", "current_step", "steps", "created_at", "updated_at", "completed_at", "error", "correlation_id", "seq")
