@@ -287,6 +287,7 @@ class Runtime:
                 queue_prefix=settings.rabbitmq.queue_prefix,
                 concurrency=settings.workers.concurrency,
                 effects_log=settings.workers.effects_log,
+                report_progress=settings.workers.progress,
             )
             await worker.start()
             stack.push_async_callback(worker.stop)

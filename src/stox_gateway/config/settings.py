@@ -161,6 +161,16 @@ class WorkersSettings(BaseModel):
     noop_delay: Duration = Field(
         default=timedelta(0), description="a no-op service's pretend work time"
     )
+    noop_progress: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="a no-op service's progress reports per step (load tests)",
+    )
+    progress: bool = Field(
+        default=True,
+        description="handlers' ctx.progress() reaches the gateway (false: a silent no-op)",
+    )
     report_via: Literal["bus", "http", "grpc"] = "bus"
     gateway_url: str = "http://localhost:8080"
     gateway_grpc: str = "localhost:50052"

@@ -15,7 +15,7 @@ from stox_gateway import codec, routing
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
-from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
+from stox_gateway.schemas import StepCompletedRequest, StepEnvelope, StepProgressRequest
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
@@ -60,8 +60,10 @@ class Worker:
         report_patience: float = 15.0,
         report_retry_after: float = 1.0,
         refusals_before_giving_up: int = 3,
+        report_progress: bool = True,
     ) -> None:
         self.step_type = step_type
+        self._report_progress = report_progress
         self._handler = handler
         self._bus = bus
         self._reporter = reporter
@@ -112,6 +114,7 @@ class Worker:
             correlation_id=envelope.correlation_id or envelope.workflow_id,
             product=dict(envelope.data.get("product") or {}),
             results=dict(envelope.data.get("results") or {}),
+            progress_sink=self._send_progress if self._report_progress else None,
         )
         token = bind_step(ctx)
         bound = structlog.contextvars.bind_contextvars(
@@ -132,6 +135,28 @@ class Worker:
         finally:
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
+
+    async def _send_progress(
+        self,
+        ctx: StepContext,
+        fraction: float | None,
+        message: str | None,
+        partial: dict[str, Any] | None,
+    ) -> bool:
+        send = getattr(self._reporter, "progress", None)
+        if send is None:  # a reporter of its own without progress
+            return False
+        report = StepProgressRequest(
+            workflow_id=ctx.workflow_id,
+            step_id=ctx.step_id,
+            step_type=ctx.step_type,
+            attempt=ctx.attempt,
+            fraction=fraction,
+            message=message,
+            partial=partial,
+        )
+        taken: bool = await send(report, ctx.correlation_id)
+        return taken
 
     async def _report(self, report: StepCompletedRequest, correlation_id: str | None) -> None:
         """Deliver the report, waiting out an outage of the gateway or the broker (bounded).
