@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stox_gateway import codec
 from stox_gateway.engine.definitions import WorkflowDefinition
 from stox_gateway.engine.errors import (
     StaleAttempt,
@@ -242,7 +243,10 @@ def report_progress(
         "partial": progress.partial,
     }
     b.update(UpdateType.STEP_PROGRESS, data)
-    b.set_step(step.evolve(progress={**data, "seq": b.workflow.seq, "timestamp": now}))
+    # Kept as the row will hold it (JSON: the time as RFC 3339 text), so a workflow read back
+    # equals the one in hand.
+    stamp = codec.loads(codec.dumps(now))
+    b.set_step(step.evolve(progress={**data, "seq": b.workflow.seq, "timestamp": stamp}))
     return b.build()
 
 
