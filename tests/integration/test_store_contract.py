@@ -308,3 +308,22 @@ async def test_progress_is_logged_and_kept_on_the_running_step(any_store: SqlSto
     done = await engine.complete_step(completion(stored, 0))
     assert done.workflow.steps[0].progress is None
     assert (await any_store.get(wf.id)) == done.workflow
+
+
+async def test_progress_of_many_steps_shares_group_commits(any_store: SqlStore) -> None:
+    from stox_gateway.engine.models import Progress
+
+    engine = WorkflowEngine(any_store, default_definitions())
+    flows = [await create(any_store, f"Lamp {i}") for i in range(20)]
+    writer = any_store._writer
+    before = writer.batches
+    await asyncio.gather(
+        *(
+            engine.report_progress(Progress(wf.id, wf.steps[0].id, wf.steps[0].type, 1, 0.5))
+            for wf in flows
+        )
+    )
+    assert writer.batches - before < 5  # 20 reports, a few transactions
+    for wf in flows:
+        stored = await any_store.get(wf.id)
+        assert stored is not None and stored.steps[0].progress is not None
