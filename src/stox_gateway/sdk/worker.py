@@ -15,7 +15,12 @@ from stox_gateway import codec, routing
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
-from stox_gateway.schemas import StepCompletedRequest, StepEnvelope, StepProgressRequest
+from stox_gateway.schemas import (
+    MAX_PARTIAL_BYTES,
+    StepCompletedRequest,
+    StepEnvelope,
+    StepProgressRequest,
+)
 from stox_gateway.sdk.context import StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
@@ -145,6 +150,10 @@ class Worker:
     ) -> bool:
         send = getattr(self._reporter, "progress", None)
         if send is None:  # a reporter of its own without progress
+            return False
+        if partial is not None and len(codec.dumps(partial)) > MAX_PARTIAL_BYTES:
+            # The gateway would refuse it (413; over AMQP, a dead letter): not worth sending.
+            log.warning("worker.progress_partial_too_large", step_type=ctx.step_type)
             return False
         report = StepProgressRequest(
             workflow_id=ctx.workflow_id,
