@@ -94,9 +94,12 @@ class Gateway:
     async def complete(self, completion: Completion) -> CompletionOutcome:
         """Record a service's report; a repeat of a recorded outcome is applied=False."""
         _check_completion(completion)
-        # The step's last progress report goes on record before its outcome does.
-        await self.progress_gate.flush(completion.workflow_id, completion.step_id)
-        return await self.engine.complete_step(completion)
+        # A progress report held for this attempt goes on record with the outcome, just
+        # before it, in the same transaction: never lost, and the outcome does not wait.
+        held = self.progress_gate.take_held(
+            completion.workflow_id, completion.step_id, completion.attempt
+        )
+        return await self.engine.complete_step(completion, progress=held)
 
     async def report_progress(self, progress: Progress) -> bool:
         """Record a running step's progress (DESIGN §11): True when recorded now, False when

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
+from stox_gateway import codec
 from tests.api.test_workflow_routes import assert_error, complete, status, upload
-from tests.support import RunningGateway
+from tests.support import RunningGateway, make_settings, running_gateway
 
 
 @pytest.fixture
@@ -103,3 +107,42 @@ async def test_progress_of_an_unknown_workflow_is_404(client: httpx.AsyncClient)
     workflow = await status(client, await upload(client))
     answer = await progress(client, {**workflow, "id": "00000000-0000-0000-0000-000000000000"})
     assert_error(answer, 404)
+
+
+@pytest.fixture
+async def slow_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway recording one report per step attempt every 100 s: the second one is held."""
+    settings = make_settings(
+        tmp_path, workers={"embedded": False}, workflow={"progress_per_second": 0.01}
+    )
+    async with (
+        running_gateway(settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as c,
+    ):
+        yield c
+
+
+async def test_a_held_report_is_recorded_with_the_outcome_just_before_it(
+    slow_client: httpx.AsyncClient,
+) -> None:
+    client = slow_client
+    workflow = await status(client, await upload(client))
+    assert (await progress(client, workflow, message="first")).json()["recorded"] is True
+    for message in ("second", "third"):  # the latest wins the held place
+        assert (await progress(client, workflow, message=message)).json()["recorded"] is False
+    assert (await status(client, workflow["id"]))["steps"][0]["progress"]["message"] == "first"
+    assert (await complete(client, workflow, 0)).status_code == 200
+
+    async with httpx.AsyncClient(base_url=str(client.base_url)) as http:
+        answer = await http.get(f"/api/v1/workflow/status?workflow_id={workflow['id']}")
+    assert answer.json()["steps"][0]["status"] == "completed"
+
+    url = str(client.base_url).replace("http", "ws") + f"/ws?workflow_id={workflow['id']}&since=0"
+    async with websockets.connect(url) as ws:
+        log = [codec.loads(await ws.recv()) for _ in range(answer.json()["seq"])]
+    kinds = [(m["type"], m["data"].get("message")) for m in log]
+    assert kinds[2:5] == [
+        ("step_progress", "first"),
+        ("step_progress", "third"),
+        ("step_completed", None),
+    ]

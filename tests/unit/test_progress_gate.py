@@ -99,14 +99,16 @@ async def test_a_refusal_reaches_the_caller_of_an_open_slot_and_a_held_one_is_dr
     assert calls == ["1", "2"]
 
 
-async def test_flush_waits_for_the_held_report_before_a_completion() -> None:
+async def test_the_held_report_is_handed_over_to_the_steps_outcome() -> None:
     record = Recorder()
-    gate = ProgressGate(record, per_second=50)
+    gate = ProgressGate(record, per_second=1)
     await gate.offer(report(1))
     await gate.offer(report(2))
-    await gate.flush("w1", "s1")
-    assert [m for m, _, _ in record.recorded] == ["1", "2"]
-    await gate.flush("w1", "s1")  # nothing held: returns at once
+    assert gate.take_held("w1", "s1", 2) == []  # another attempt's
+    assert [p.message for p in gate.take_held("w1", "s1", 1)] == ["2"]
+    assert gate.take_held("w1", "s1", 1) == [] and not gate.holding
+    await gate.close()
+    assert [m for m, _, _ in record.recorded] == ["1"]  # the slot no longer records it
 
 
 async def test_close_records_what_is_held() -> None:

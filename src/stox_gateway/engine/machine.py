@@ -250,6 +250,20 @@ def report_progress(
     return b.build()
 
 
+def chain(transitions: list[Transition]) -> Transition:
+    """Transitions decided one after another on one workflow, as one (one transaction)."""
+    changed: list[str] = []
+    for t in transitions:
+        changed.extend(s for s in t.changed_steps if s not in changed)
+    return Transition(
+        transitions[-1].workflow,
+        tuple(u for t in transitions for u in t.updates),
+        tuple(e for t in transitions for e in t.events),
+        tuple(changed),
+        applied=any(t.applied for t in transitions),
+    )
+
+
 def time_out_step(
     workflow: Workflow,
     step_id: str,

@@ -5,8 +5,9 @@ engine's answer, a 409 included). One that comes while the slot is closed is hel
 any report held before it (the latest wins), and a timer records it when the slot opens, so
 the last report of a burst is never lost. The next slot opens `1 / per_second` after the
 previous recording *finished*, so recorded reports are at least that far apart even when the
-store's group commit delays them. A completion first waits for its step's held report
-(`flush`), so the final progress is on record before the step completes.
+store's group commit delays them. When the step's outcome arrives, the report held for it is
+taken (`take_held`) and recorded in the outcome's own transaction, just before it: the last
+report is kept, and a completion never waits for a slot.
 
 The gate is per process: with several replicas, each limits the reports it receives.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -35,7 +36,6 @@ class _Slot:
     held: Progress | None = None
     busy: bool = True  # a recording is on its way to the store
     timer: asyncio.TimerHandle | None = None
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class ProgressGate:
@@ -69,17 +69,17 @@ class ProgressGate:
             self._recorded(key, slot)
         return True
 
-    async def flush(self, workflow_id: str, step_id: str) -> None:
-        """Wait until the reports held for this step are recorded (or refused)."""
-        loop = asyncio.get_running_loop()
-        waiting = []
-        for key, slot in self._slots.items():
-            if key[0] == workflow_id and key[1] == step_id and slot.held is not None:
-                future: asyncio.Future[None] = loop.create_future()
-                slot.waiters.append(future)
-                waiting.append(future)
-        if waiting:
-            await asyncio.gather(*(asyncio.shield(f) for f in waiting))
+    def take_held(self, workflow_id: str, step_id: str, attempt: int | None) -> list[Progress]:
+        """The reports held for this step attempt (None: any attempt; those that are stale
+        are refused by the engine), handed over to go on record with the step's outcome, in
+        its transaction: their slots no longer record them."""
+        taken = []
+        for (w, s, a), slot in self._slots.items():
+            same_attempt = attempt is None or a is None or a == attempt
+            if w == workflow_id and s == step_id and same_attempt and slot.held is not None:
+                taken.append(slot.held)
+                slot.held = None
+        return taken
 
     @property
     def holding(self) -> int:
@@ -118,7 +118,6 @@ class ProgressGate:
 
     async def _record_held(self, key: Key, slot: _Slot) -> None:
         progress, slot.held = slot.held, None
-        waiters, slot.waiters = slot.waiters, []
         slot.busy = True
         try:
             if progress is not None:
@@ -130,7 +129,4 @@ class ProgressGate:
         except Exception:
             log.warning("progress.held_report_failed", step_id=key[1], exc_info=True)
         finally:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
             self._recorded(key, slot)

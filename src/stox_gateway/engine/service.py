@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from stox_gateway import codec
 from stox_gateway.bus.outbox_relay import maybe_crash
 from stox_gateway.engine import machine
 from stox_gateway.engine.definitions import Definitions
-from stox_gateway.engine.errors import WorkflowNotFound
+from stox_gateway.engine.errors import CompletionRejected, WorkflowNotFound
 from stox_gateway.engine.models import (
     JSON,
     Completion,
@@ -128,11 +128,27 @@ class WorkflowEngine:
         self._committed(transition)
         return transition.workflow
 
-    async def complete_step(self, completion: Completion) -> CompletionOutcome:
+    async def complete_step(
+        self, completion: Completion, *, progress: Sequence[Progress] = ()
+    ) -> CompletionOutcome:
+        """Apply a service's report; `progress`: reports of the step held back by the rate
+        gate, recorded first in the same transaction (those that no longer fit are dropped)."""
+
         def decide(workflow: Workflow) -> machine.Transition:
-            return machine.complete_step(
-                workflow, completion, now=self._clock(), new_id=new_id, backoff=self._backoff
+            now = self._clock()
+            recorded: list[machine.Transition] = []
+            for report in progress:
+                try:
+                    recorded.append(
+                        machine.report_progress(workflow, report, now=now, new_id=new_id)
+                    )
+                except CompletionRejected:
+                    continue
+                workflow = recorded[-1].workflow
+            outcome = machine.complete_step(
+                workflow, completion, now=now, new_id=new_id, backoff=self._backoff
             )
+            return machine.chain([*recorded, outcome]) if recorded else outcome
 
         transition = await self._store.change(completion.workflow_id, decide)
         self._committed(transition)
