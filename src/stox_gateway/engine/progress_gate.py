@@ -15,7 +15,6 @@ The gate is per process: with several replicas, each limits the reports it recei
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,14 +38,12 @@ class _Slot:
 
 
 class ProgressGate:
-    def __init__(
-        self, record: Record, *, per_second: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, record: Record, *, per_second: float) -> None:
         if per_second <= 0:
             raise ValueError("per_second must be positive")
         self._record = record
         self._interval = 1.0 / per_second
-        self._clock = clock
+        self._closed = False
         self._slots: dict[Key, _Slot] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.recorded = 0  # statistics for tests and benchmarks
@@ -88,6 +85,7 @@ class ProgressGate:
 
     async def close(self) -> None:
         """Record what is held now (best effort), then forget every slot."""
+        self._closed = True
         for key, slot in list(self._slots.items()):
             if slot.timer is not None:
                 slot.timer.cancel()
@@ -96,10 +94,15 @@ class ProgressGate:
                 self._start_held(key, slot)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for key, slot in list(self._slots.items()):
+            if slot.held is not None:  # came in while its slot was recording
+                await self._record_held(key, slot)
         self._slots.clear()
 
     def _recorded(self, key: Key, slot: _Slot) -> None:
         slot.busy = False
+        if self._closed:
+            return
         loop = asyncio.get_running_loop()
         slot.timer = loop.call_later(self._interval, self._slot_open, key, slot)
 
