@@ -1,6 +1,7 @@
-"""One way in: complete a step, see a workflow, watch workflows (STYLE §16).
+"""One way in: complete a step, report its progress, see a workflow, watch workflows
+(STYLE §16).
 
-HTTP routes, the WebSocket, the gRPC WorkflowService and the AMQP completion consumer are
+HTTP routes, the WebSocket, the gRPC WorkflowService and the AMQP report consumers are
 doors to the same room; each turns its transport's request into a call here, so a rule such
 as "a user sees only their own workflows" or "no control characters in a report" is written
 once, and each door only translates the errors (`stox_gateway.errors`) into its own answers.
