@@ -29,6 +29,7 @@ BAD_PARAMETER = "invalid_parameter"
 
 
 def completion_from_request(request: StepCompletedRequest) -> Completion:
+    last = request.progress
     return Completion(
         workflow_id=request.workflow_id,
         step_id=request.step_id,
@@ -38,6 +39,17 @@ def completion_from_request(request: StepCompletedRequest) -> Completion:
         error=request.error,
         attempt=request.attempt,
         retryable=request.retryable,
+        progress=None
+        if last is None
+        else Progress(
+            workflow_id=request.workflow_id,
+            step_id=request.step_id,
+            step_type=request.step_type,
+            attempt=request.attempt,
+            fraction=last.fraction,
+            message=last.message,
+            partial=last.partial,
+        ),
     )
 
 
@@ -100,6 +112,9 @@ class Gateway:
         held = self.progress_gate.take_held(
             completion.workflow_id, completion.step_id, completion.attempt
         )
+        if completion.progress is not None:  # the worker's last report: later than any held
+            _check_progress(completion.progress)
+            held.append(completion.progress)
         return await self.engine.complete_step(completion, progress=held)
 
     async def report_progress(self, progress: Progress) -> bool:

@@ -288,6 +288,7 @@ class Runtime:
                 concurrency=settings.workers.concurrency,
                 effects_log=settings.workers.effects_log,
                 report_progress=settings.workers.progress,
+                progress_interval=1 / settings.workflow.progress_per_second,
             )
             await worker.start()
             stack.push_async_callback(worker.stop)

@@ -80,6 +80,19 @@ class UploadAccepted(BaseModel):
     message: str = "Workflow started successfully"
 
 
+class StepProgressPart(BaseModel):
+    """A progress report's own fields (DESIGN §11), also carried by a completion: the report a
+    worker still held when its step ended, recorded just before the outcome."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    message: Annotated[str, SingleLine] | None = Field(None, max_length=1_000)
+    partial: dict[str, Any] | None = Field(
+        None, description="results so far (at most 64 KiB as JSON), shown while the step runs"
+    )
+
+
 class StepCompletedRequest(BaseModel):
     """A service's report of one step (HTTP body; also the fields of an AMQP completion)."""
 
@@ -97,6 +110,9 @@ class StepCompletedRequest(BaseModel):
     retryable: bool = Field(
         True, description="false: fail the workflow now, without another attempt"
     )
+    progress: StepProgressPart | None = Field(
+        None, description="the step's last progress report, recorded just before the outcome"
+    )
 
 
 class StepCompletedResponse(BaseModel):
@@ -104,25 +120,18 @@ class StepCompletedResponse(BaseModel):
     message: str = "Step completion processed successfully"
 
 
-class StepProgressRequest(BaseModel):
+class StepProgressRequest(StepProgressPart):
     """A running step's progress (HTTP body; also the fields of an AMQP `step.progress`).
 
     `partial` over 64 KiB (as JSON) is `413`; checked by the gateway, not here, so every
     transport answers it alike.
     """
 
-    model_config = ConfigDict(extra="ignore")
-
     workflow_id: Id
     step_id: Id
     step_type: Id
     attempt: int | None = Field(
         None, ge=1, description="the attempt reported on (from the step message); default: current"
-    )
-    fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
-    message: Annotated[str, SingleLine] | None = Field(None, max_length=1_000)
-    partial: dict[str, Any] | None = Field(
-        None, description="results so far (at most 64 KiB as JSON), shown while the step runs"
     )
 
 

@@ -1,6 +1,7 @@
 """Live progress end to end on RabbitMQ (DESIGN §11, issue 13's "Done when"): a handler's
 reports reach a late WebSocket client as snapshot then live update, `since` replays them, a
-flood is held to `progress_per_second` with the last report kept, an old attempt is 409."""
+flood from the step is held to `progress_per_second` with the last report kept, and a report
+for an old attempt is 409."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import websockets
 from stox_gateway import codec
 from stox_gateway.bus.rabbitmq import RabbitMQBus
 from stox_gateway.engine.models import UpdateType
+from stox_gateway.schemas import StepProgressRequest
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.reporters import BusReporter
 from stox_gateway.sdk.worker import Worker
@@ -34,20 +36,31 @@ class Script:
     """The image step's handler, moved on by the test one stage at a time."""
 
     def __init__(self) -> None:
-        self.third, self.flood, self.finish = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.second, self.third = asyncio.Event(), asyncio.Event()
+        self.flood, self.finish = asyncio.Event(), asyncio.Event()
+        self.reporter: BusReporter | None = None
 
     async def __call__(self, ctx: StepContext) -> dict[str, Any]:
         if ctx.attempt > 1:
             return {}
         await ctx.progress(1 / 3, "one", {"thumbnails": ["t1.jpg"]})
+        await self.second.wait()
         await ctx.progress(2 / 3, "two", {"thumbnails": ["t1.jpg", "t2.jpg"]})
         await self.third.wait()
         await ctx.progress(1.0, "three", {"thumbnails": ["t1.jpg", "t2.jpg", "t3.jpg"]})
         await self.flood.wait()
+        # The flood goes out unpaced (the SDK would pace it): the gateway's gate must hold it.
+        assert self.reporter is not None
+        ids = {"workflow_id": ctx.workflow_id, "step_id": ctx.step_id, "step_type": ctx.step_type}
+
+        def report(message: str) -> Any:
+            request = StepProgressRequest(**ids, attempt=ctx.attempt, message=message)
+            return self.reporter.progress(request, None)  # type: ignore[union-attr]
+
         for start in range(0, FLOOD - 1, 1000):  # confirmed in batches; the last one alone
             end = min(start + 1000, FLOOD - 1)
-            await asyncio.gather(*(ctx.progress(message=f"flood {i}") for i in range(start, end)))
-        await ctx.progress(message="flood last")
+            await asyncio.gather(*(report(f"flood {i}") for i in range(start, end)))
+        await report("flood last")
         await self.finish.wait()
         return {}
 
@@ -73,16 +86,18 @@ async def script(serviceless_gateway: RunningGateway) -> AsyncIterator[Script]:
     bus = RabbitMQBus(settings.rabbitmq, connection_name="test-progress-service")
     await bus.start()
     handler = Script()
+    handler.reporter = BusReporter(bus)
     worker = Worker(
         "image_processing",
         handler,
         bus=bus,
-        reporter=BusReporter(bus),
+        reporter=handler.reporter,
         queue_prefix=settings.rabbitmq.queue_prefix,
     )
     await worker.start()
     yield handler
-    handler.third.set(), handler.flood.set(), handler.finish.set()
+    for event in (handler.second, handler.third, handler.flood, handler.finish):
+        event.set()
     await worker.stop(grace=5)
     await bus.close()
 
@@ -101,12 +116,18 @@ async def test_progress_end_to_end(serviceless_gateway: RunningGateway, script: 
         answer = await http.post("/api/v1/workflow/upload", json=PRODUCT)
         workflow_id = answer.json()["workflow_id"]
 
-        async def second_recorded() -> dict[str, Any] | None:
-            wf = (await http.get(f"/api/v1/workflow/status?workflow_id={workflow_id}")).json()
-            progress = wf["steps"][0]["progress"]
-            return wf if progress and progress["message"] == "two" else None
+        def shown(message: str) -> Any:
+            async def check() -> dict[str, Any] | None:
+                url = f"/api/v1/workflow/status?workflow_id={workflow_id}"
+                wf = (await http.get(url)).json()
+                progress = wf["steps"][0]["progress"]
+                return wf if progress and progress["message"] == message else None
 
-        await poll(second_recorded)
+            return check
+
+        await poll(shown("one"))
+        script.second.set()
+        await poll(shown("two"))
         async with websockets.connect(f"{gateway.ws_url}?workflow_id={workflow_id}") as ws:
             snapshot = codec.loads(await ws.recv())
             assert snapshot["type"] == "snapshot"

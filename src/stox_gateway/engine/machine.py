@@ -224,11 +224,11 @@ def report_progress(
         raise StepMismatch(f"step {progress.step_id} does not belong to workflow {workflow.id}")
     if step.type != progress.step_type:
         raise StepMismatch(f"step {step.id} is of type {step.type!r}, not {progress.step_type!r}")
+    attempt = progress.attempt if progress.attempt is not None else step.attempts
     if workflow.status.ended:
         raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
-    if step.status is not StepStatus.RUNNING:
+    if step.status is not StepStatus.RUNNING and not attempt < step.attempts:
         raise StepNotRunning(f"step {step.id} ({step.type}) is {step.status}, not running")
-    attempt = progress.attempt if progress.attempt is not None else step.attempts
     if attempt != step.attempts:
         raise StaleAttempt(
             f"step {step.id} is on attempt {step.attempts}; attempt {attempt} is no longer current"

@@ -136,6 +136,7 @@ class Completion:
     error: str | None = None
     attempt: int | None = None  # None: the attempt in hand
     retryable: bool = True
+    progress: Progress | None = None  # the step's last report, recorded just before the outcome
 
 
 @dataclass(frozen=True, slots=True)

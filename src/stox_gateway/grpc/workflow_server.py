@@ -59,6 +59,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 error=request.error or None,
                 attempt=request.attempt if request.HasField("attempt") else None,
                 retryable=request.retryable if request.HasField("retryable") else True,
+                progress=_last_progress(request) if request.HasField("progress") else None,
             )
             outcome = await self._gateway.complete(completion)
         message = (
@@ -105,6 +106,19 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             del frames
             while (data := await watch.next()) is not None:
                 yield update_message(data)
+
+
+def _last_progress(request: Any) -> Progress:
+    last = request.progress
+    return Progress(
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        step_type=request.step_type,
+        attempt=request.attempt if request.HasField("attempt") else None,
+        fraction=last.fraction if last.HasField("fraction") else None,
+        message=last.message if last.HasField("message") else None,
+        partial=from_struct(last.partial) if last.HasField("partial") else None,
+    )
 
 
 @contextlib.asynccontextmanager

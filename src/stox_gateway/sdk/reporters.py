@@ -227,6 +227,15 @@ class GrpcReporter:
         )
         if completion.attempt is not None:
             request.attempt = completion.attempt
+        last = completion.progress
+        if last is not None:
+            request.progress.SetInParent()
+            if last.fraction is not None:
+                request.progress.fraction = last.fraction
+            if last.message is not None:
+                request.progress.message = last.message
+            if last.partial is not None:
+                request.progress.partial.CopyFrom(to_struct(last.partial))
         metadata = self._metadata + tuple(trace_headers().items())
         if correlation_id:
             metadata += (("x-correlation-id", correlation_id),)

@@ -130,6 +130,7 @@ async def run_worker(
         prefetch=settings.rabbitmq.prefetch,
         effects_log=settings.workers.effects_log,
         report_progress=settings.workers.progress,
+        progress_interval=1 / settings.workflow.progress_per_second,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

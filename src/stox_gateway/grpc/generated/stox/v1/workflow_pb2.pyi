@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CompleteStepRequest(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "step_type", "success", "result", "error", "attempt", "retryable")
+    __slots__ = ("workflow_id", "step_id", "step_type", "success", "result", "error", "attempt", "retryable", "progress")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class CompleteStepRequest(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     step_type: str
@@ -25,7 +26,18 @@ class CompleteStepRequest(_message.Message):
     error: str
     attempt: int
     retryable: bool
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., success: _Optional[bool] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., retryable: _Optional[bool] = ...) -> None: ...
+    progress: StepProgress
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., success: _Optional[bool] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., retryable: _Optional[bool] = ..., progress: _Optional[_Union[StepProgress, _Mapping]] = ...) -> None: ...
+
+class StepProgress(_message.Message):
+    __slots__ = ("fraction", "message", "partial")
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    message: str
+    partial: _struct_pb2.Struct
+    def __init__(self, fraction: _Optional[float] = ..., message: _Optional[str] = ..., partial: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CompleteStepResponse(_message.Message):
     __slots__ = ("success", "message", "applied")
