@@ -146,3 +146,20 @@ async def test_a_held_report_is_recorded_with_the_outcome_just_before_it(
         ("step_progress", "third"),
         ("step_completed", None),
     ]
+
+
+async def test_a_completion_carries_the_last_report_recorded_just_before_it(
+    client: httpx.AsyncClient,
+) -> None:
+    workflow = await status(client, await upload(client))
+    last = {"fraction": 1.0, "message": "done", "partial": {"thumbnails": ["a.jpg", "b.jpg"]}}
+    assert (await complete(client, workflow, 0, progress=last)).status_code == 200
+    seen = await status(client, workflow["id"])
+    url = str(client.base_url).replace("http", "ws") + f"/ws?workflow_id={workflow['id']}&since=2"
+    async with websockets.connect(url) as ws:
+        log = [codec.loads(await ws.recv()) for _ in range(seen["seq"] - 2)]
+    assert [m["type"] for m in log[:2]] == ["step_progress", "step_completed"]
+    assert log[0]["data"]["partial"] == last["partial"]
+
+    too_big = {"partial": {"text": "x" * 65_536}}
+    assert_error(await complete(client, seen, 1, progress=too_big), 413, "partial_too_large")
