@@ -18,7 +18,7 @@ from stox_gateway.bus.port import Delivery, Message, Reject
 from stox_gateway.bus.progress_consumer import ProgressConsumer
 from stox_gateway.grpc.convert import from_struct, to_struct
 from stox_gateway.grpc.generated.stox.v1 import workflow_pb2, workflow_pb2_grpc
-from stox_gateway.schemas import StepProgressRequest
+from stox_gateway.schemas import StepCompletedRequest, StepProgressPart, StepProgressRequest
 from stox_gateway.sdk.reporters import make_reporter
 from tests.support import RunningGateway, make_settings, running_gateway
 
@@ -113,15 +113,40 @@ async def test_every_sdk_reporter_delivers_progress(
         stale = report.model_copy(update={"attempt": 2})
         if via != "bus":  # the bus only knows the broker took it
             assert not await reporter.progress(stale, None)
+        await poll_progress(gateway, workflow["id"])
+        # The outcome carries the step's last report, recorded just before it.
+        outcome = StepCompletedRequest(
+            **report.model_dump(include={"workflow_id", "step_id", "step_type", "attempt"}),
+            success=True,
+            result={},
+            progress=StepProgressPart(fraction=1.0, message=f"last via {via}"),
+        )
+        await reporter.report(outcome, None)
     finally:
         await reporter.close()
     async with asyncio.timeout(10):
         while True:
-            shown = (await upload_status(gateway, workflow["id"]))["steps"][0]["progress"]
-            if shown is not None:
+            log = await gateway.runtime.engine.updates(workflow["id"])
+            kinds = [(u.type, u.data.get("message")) for u in log]
+            if ("step_completed", None) in kinds:
                 break
             await asyncio.sleep(0.02)
-    assert shown["message"] == f"via {via}" and shown["partial"] == {"via": via}
+    done = kinds.index(("step_completed", None))
+    assert kinds[done - 1] == ("step_progress", f"last via {via}")
+    assert recorded(log, f"via {via}")
+
+
+def recorded(log: list[Any], message: str) -> bool:
+    return any(u.type == "step_progress" and u.data.get("message") == message for u in log)
+
+
+async def poll_progress(gateway: RunningGateway, workflow_id: str) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            shown = (await upload_status(gateway, workflow_id))["steps"][0]["progress"]
+            if shown is not None:
+                return
+            await asyncio.sleep(0.02)
 
 
 async def upload_status(gateway: RunningGateway, workflow_id: str) -> dict[str, Any]:
