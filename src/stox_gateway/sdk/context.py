@@ -45,8 +45,9 @@ class StepContext:
     ) -> bool:
         """Report how far the step is: `fraction` 0–1, a one-line `message`, `partial`
         results so far (at most 64 KiB as JSON), each optional. Best effort: the handler
-        goes on whatever happens; False when the report was not taken (no channel, the
-        gateway refused it — the attempt is no longer current — or it could not be sent)."""
+        goes on whatever happens. The worker paces what leaves (`sdk/progress.py`); the
+        report still waiting when the handler returns goes with the outcome. False when it
+        was not taken (progress off, a bad fraction or message, a partial too large)."""
         if self.progress_sink is None:
             return False
         try:
