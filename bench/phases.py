@@ -85,7 +85,7 @@ def _cpu_delta(before: Snapshot, after: Snapshot) -> dict[str, float]:
 def _shared_servers(variant: Variant) -> dict[str, list[psutil.Process]]:
     """The broker (and the database server) do work for the variant too."""
     extra: dict[str, list[psutil.Process]] = {}
-    if variant.key != "stox-embedded":
+    if not variant.key.startswith("stox-embedded"):
         extra["rabbitmq (broker)"] = procs.find_processes(["beam.smp"])
     if variant.key == "stox-rmq-pg":
         extra["postgresql (server)"] = procs.find_processes(["postgres"])
@@ -166,7 +166,7 @@ async def wait_for_servers(ctx: Context, key: str, timeout: float = 180.0) -> No
     import asyncpg
 
     async def up() -> bool:
-        if key != "stox-embedded":
+        if not key.startswith("stox-embedded"):
             connection = await aio_pika.connect(ctx.amqp_url, timeout=5)
             await connection.close()
         if key == "stox-rmq-pg":

@@ -14,6 +14,8 @@ SHORT = {
     "stox-rmq-sqlite": "Stox\nRabbitMQ\nSQLite",
     "stox-rmq-pg": "Stox\nRabbitMQ\nPostgreSQL",
     "stox-embedded": "Stox\nembedded",
+    "stox-rmq-sqlite-progress": "Stox\nRabbitMQ\n+progress",
+    "stox-embedded-progress": "Stox\nembedded\n+progress",
     "celery": "Celery\nchain",
     "dramatiq": "Dramatiq\npipeline",
     "raw-aio-pika": "raw\naio-pika",
@@ -197,6 +199,11 @@ def _store_targets(median: Callable[[str, str], float | None], check: Callable[.
     check("Stox embedded W=1 p50 ≤ Celery's", ratio(emb_p50, celery_p50), 1.0, False, "×")
     check("Stox RabbitMQ+SQLite throughput ≥ 0.7× the raw aio-pika floor",
           ratio(sq_tp, median("raw-aio-pika", "throughput")), 0.7, True, "×")
+    # Issue 13: live progress (3 reports per step) costs at most a tenth of the throughput.
+    for key, name in (("stox-rmq-sqlite", "RabbitMQ+SQLite"), ("stox-embedded", "embedded")):
+        check(f"Stox {name} throughput with progress on ≥ 0.9× off",
+              ratio(median(f"{key}-progress", "throughput"), median(key, "throughput")),
+              0.9, True, "×")
 
 
 def markdown(meta: dict[str, Any], trials: list[Trial], idle: dict[str, Any] | None) -> str:

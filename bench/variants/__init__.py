@@ -8,6 +8,8 @@ LABELS = {
     "stox-rmq-sqlite": "Stox on RabbitMQ, SQLite",
     "stox-rmq-pg": "Stox on RabbitMQ, PostgreSQL",
     "stox-embedded": "Stox embedded (memory bus, SQLite)",
+    "stox-rmq-sqlite-progress": "Stox on RabbitMQ, SQLite, 3 progress reports per step",
+    "stox-embedded-progress": "Stox embedded, 3 progress reports per step",
     "celery": "Celery 5 chain",
     "dramatiq": "Dramatiq pipeline",
     "raw-aio-pika": "Raw aio-pika floor",
@@ -16,6 +18,9 @@ LABELS = {
 }
 VARIANTS = tuple(LABELS)
 BASELINE = "celery"
+# Progress reports per step in the `-progress` variants: as many as the reference AI service
+# sends (the image service sends one per image, SEO two), each with a small partial.
+PROGRESS = 3
 
 
 def make(key: str, ctx: Context, trial: str) -> Variant:
@@ -31,6 +36,10 @@ def make(key: str, ctx: Context, trial: str) -> Variant:
         variant = StoxVariant(ctx, trial, bus="rabbitmq", database="postgresql")
     elif key == "stox-embedded":
         variant = StoxVariant(ctx, trial, bus="memory", database="sqlite")
+    elif key == "stox-rmq-sqlite-progress":
+        variant = StoxVariant(ctx, trial, bus="rabbitmq", database="sqlite", progress=PROGRESS)
+    elif key == "stox-embedded-progress":
+        variant = StoxVariant(ctx, trial, bus="memory", database="sqlite", progress=PROGRESS)
     elif key == "celery":
         variant = CeleryVariant(ctx, trial)
     elif key == "dramatiq":

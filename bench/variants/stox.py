@@ -1,4 +1,6 @@
-"""Stox Gateway: on RabbitMQ (gateway + three no-op worker processes) or embedded.
+"""Stox Gateway: on RabbitMQ (gateway + three no-op worker processes) or embedded; with
+`progress` > 0 each no-op step first reports that many progress updates (DESIGN §11), so
+the `-progress` variants beside the plain ones measure what live progress costs.
 
 Completion = the harness's WebSocket on every workflow receives `workflow_completed`.
 """
@@ -33,9 +35,11 @@ def _python() -> list[str]:
 class StoxVariant(Variant):
     has_websocket = True
 
-    def __init__(self, ctx: Context, trial: str, *, bus: str, database: str) -> None:
+    def __init__(
+        self, ctx: Context, trial: str, *, bus: str, database: str, progress: int = 0
+    ) -> None:
         super().__init__(ctx, trial)
-        self.bus, self.database = bus, database
+        self.bus, self.database, self.progress = bus, database, progress
         self.port = 0
         self.client: StoxClient | None = None
         self.schema = slug(trial) if database == "postgresql" else None
@@ -61,6 +65,7 @@ class StoxVariant(Variant):
             "STOX_RABBITMQ__QUEUE_PREFIX": self.trial,
             "STOX_WORKERS__EMBEDDED": "true" if self.bus == "memory" else "false",
             "STOX_WORKERS__NOOP": "true",
+            "STOX_WORKERS__NOOP_PROGRESS": str(self.progress),
             # The gRPC server (on 0.0.0.0:50052 by default) would collide with any other
             # gateway on this machine: a port of its own, on loopback.
             "STOX_GRPC__HOST": "127.0.0.1",
@@ -113,7 +118,7 @@ class StoxVariant(Variant):
     async def cleanup(self) -> None:
         if self.bus == "rabbitmq":
             base = [f"{self.trial}.step.{t}" for t in STEP_TYPES]
-            base.append(f"{self.trial}.gateway.completed")
+            base += [f"{self.trial}.gateway.completed", f"{self.trial}.gateway.progress"]
             queues = base + [f"{q}.dead" for q in base]
             exchanges = [f"{self.trial}.x", f"{self.trial}.x.dlx"]
             await cleanup.delete_amqp(self.ctx.amqp_url, queues, exchanges)

@@ -11,7 +11,7 @@ StoxError                 500  INTERNAL             1011  anything unexpected: a
 ├── NotFound              404  NOT_FOUND            4404
 ├── Conflict              409  FAILED_PRECONDITION  4409  the request does not fit the state
 │   └── AlreadyExists     409  ALREADY_EXISTS       4409
-├── TooLarge              413  RESOURCE_EXHAUSTED   4413
+├── TooLarge              413  RESOURCE_EXHAUSTED   4413  a body, image or progress `partial`
 ├── Unprocessable         422  INVALID_ARGUMENT     4422  well-formed, but refused
 ├── RateLimited           429  RESOURCE_EXHAUSTED   4429
 ├── Unavailable           503  UNAVAILABLE          1013  the store or bus does not answer

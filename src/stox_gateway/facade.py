@@ -1,6 +1,7 @@
-"""One way in: complete a step, see a workflow, watch workflows (STYLE §16).
+"""One way in: complete a step, report its progress, see a workflow, watch workflows
+(STYLE §16).
 
-HTTP routes, the WebSocket, the gRPC WorkflowService and the AMQP completion consumer are
+HTTP routes, the WebSocket, the gRPC WorkflowService and the AMQP report consumers are
 doors to the same room; each turns its transport's request into a call here, so a rule such
 as "a user sees only their own workflows" or "no control characters in a report" is written
 once, and each door only translates the errors (`stox_gateway.errors`) into its own answers.
@@ -15,15 +16,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from stox_gateway import codec
 from stox_gateway.auth.guard import Caller, Guard
 from stox_gateway.bus.services import ServiceWatcher
-from stox_gateway.engine.errors import WorkflowNotFound
-from stox_gateway.engine.models import JSON, Completion, Workflow, WorkflowStatus
+from stox_gateway.engine.errors import PartialTooLarge, WorkflowNotFound
+from stox_gateway.engine.models import JSON, Completion, Progress, Workflow, WorkflowStatus
+from stox_gateway.engine.progress_gate import ProgressGate
 from stox_gateway.engine.service import CompletionOutcome, WorkflowEngine
 from stox_gateway.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from stox_gateway.hub import Hub, Subscriber
 from stox_gateway.hub.feed import first_frames
-from stox_gateway.schemas import StepCompletedRequest
+from stox_gateway.schemas import MAX_PARTIAL_BYTES, StepCompletedRequest, StepProgressRequest
 from stox_gateway.store.port import WorkflowPage, WorkflowQuery
 from stox_gateway.text import control_character, control_in_json
 from stox_gateway.wire import WaitingFor, workflow_to_wire
@@ -90,6 +93,7 @@ async def bulk_act(
 
 
 def completion_from_request(request: StepCompletedRequest) -> Completion:
+    last = request.progress
     return Completion(
         workflow_id=request.workflow_id,
         step_id=request.step_id,
@@ -99,6 +103,29 @@ def completion_from_request(request: StepCompletedRequest) -> Completion:
         error=request.error,
         attempt=request.attempt,
         retryable=request.retryable,
+        progress=None
+        if last is None
+        else Progress(
+            workflow_id=request.workflow_id,
+            step_id=request.step_id,
+            step_type=request.step_type,
+            attempt=request.attempt,
+            fraction=last.fraction,
+            message=last.message,
+            partial=last.partial,
+        ),
+    )
+
+
+def progress_from_request(request: StepProgressRequest) -> Progress:
+    return Progress(
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        step_type=request.step_type,
+        attempt=request.attempt,
+        fraction=request.fraction,
+        message=request.message,
+        partial=request.partial,
     )
 
 
@@ -145,11 +172,13 @@ class Gateway:
         services: ServiceWatcher | None = None,
         bulk_batch_size: int = 100,
         bulk_max: int = 10_000,
+        progress_per_second: float = 10.0,
     ) -> None:
         self.engine, self.guard, self.hub = engine, guard, hub
         self._queue_size = queue_size
         self.services = services
         self._bulk_batch_size, self._bulk_max = bulk_batch_size, bulk_max
+        self.progress_gate = ProgressGate(engine.report_progress, per_second=progress_per_second)
 
     def view(self, workflow: Workflow) -> JSON:
         """The status answer's shape, each waiting step saying which service it waits for."""
@@ -161,7 +190,24 @@ class Gateway:
     async def complete(self, completion: Completion) -> CompletionOutcome:
         """Record a service's report; a repeat of a recorded outcome is applied=False."""
         _check_completion(completion)
-        return await self.engine.complete_step(completion)
+        # A progress report held for this attempt goes on record with the outcome, just
+        # before it, in the same transaction: never lost, and the outcome does not wait.
+        held = self.progress_gate.take_held(
+            completion.workflow_id, completion.step_id, completion.attempt
+        )
+        if completion.progress is not None:  # the worker's last report: later than any held
+            _check_progress(completion.progress)
+            held.append(completion.progress)
+        return await self.engine.complete_step(completion, progress=held)
+
+    async def report_progress(self, progress: Progress) -> bool:
+        """Record a running step's progress (DESIGN §11): True when recorded now, False when
+        held for the step's next slot (the latest report wins it)."""
+        _check_progress(progress)
+        return await self.progress_gate.offer(progress)
+
+    async def close(self) -> None:
+        await self.progress_gate.close()
 
     async def see(self, caller: Caller, workflow_id: str) -> Workflow:
         """The workflow, if the caller may see it; another user's is not found, as if absent."""
@@ -243,6 +289,28 @@ class Gateway:
 def _check_id(workflow_id: str) -> None:
     if control_character(workflow_id):
         raise InvalidInput("workflow_id: control characters are refused", code=BAD_PARAMETER)
+
+
+def _check_progress(progress: Progress) -> None:
+    for name in ("workflow_id", "step_id", "step_type"):
+        found = control_character(getattr(progress, name))
+        if found:
+            raise Unprocessable(f"{name}: control characters are refused ({found})")
+    if progress.fraction is not None and not 0.0 <= progress.fraction <= 1.0:
+        raise Unprocessable("fraction: a number from 0 to 1")
+    if progress.message is not None:
+        found = control_character(progress.message)
+        if found:
+            raise Unprocessable(f"message: control characters are refused ({found})")
+    if progress.partial is not None:
+        size = len(codec.dumps(progress.partial))
+        if size > MAX_PARTIAL_BYTES:
+            raise PartialTooLarge(
+                f"partial: {size} bytes as JSON, more than the limit of {MAX_PARTIAL_BYTES}"
+            )
+        found = control_in_json(progress.partial)
+        if found:
+            raise Unprocessable(f"partial: control characters are refused ({found})")
 
 
 def _check_completion(completion: Completion) -> None:

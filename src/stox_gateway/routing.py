@@ -5,6 +5,7 @@ Routing keys on the topic exchange:
     workflow.start | workflow.completed | workflow.failed    the workflow's life
     step.<type>                                              a step is due, for its service
     step.completed                                           a service's report over AMQP
+    step.progress                                            a running step's progress, over AMQP
     gateway.update                                           WebSocket updates between replicas
     gateway.update.o.<n> | gateway.update.w.<n>              an update's owner / workflow bucket
 
@@ -17,6 +18,7 @@ Queues (all under `rabbitmq.queue_prefix`):
 
     <prefix>.step.<type>                 durable, competing workers of one step type
     <prefix>.gateway.completed           durable, the reports every replica consumes
+    <prefix>.gateway.progress            durable, the progress reports every replica consumes
     <prefix>.gateway.updates.<replica>   exclusive, bounded: one replica's copy of the updates
                                          its clients follow
     <queue>.dead                         what <queue> could not process, via <exchange>.dlx
@@ -31,6 +33,7 @@ WORKFLOW_START = "workflow.start"
 WORKFLOW_COMPLETED = "workflow.completed"
 WORKFLOW_FAILED = "workflow.failed"
 STEP_COMPLETED = "step.completed"
+STEP_PROGRESS = "step.progress"
 GATEWAY_UPDATE = "gateway.update"
 # The header carrying an update message's bucket keys: RabbitMQ's sender-selected
 # distribution routes the message by each of them too, and removes the header on delivery.
@@ -40,7 +43,7 @@ WORKFLOW_BUCKETS = 4096
 
 _STEP = "step."
 # Keys under `step.` that are reports to the gateway, not work for a service.
-REPORT_KEYS = frozenset({STEP_COMPLETED})
+REPORT_KEYS = frozenset({STEP_COMPLETED, STEP_PROGRESS})
 
 
 def step_routing_key(step_type: str) -> str:
@@ -61,6 +64,12 @@ def step_queue(prefix: str, step_type: str) -> str:
 def completion_queue(prefix: str) -> str:
     """The durable queue of `step.completed` reports, shared by the replicas."""
     return f"{prefix}.gateway.completed"
+
+
+def progress_queue(prefix: str) -> str:
+    """The durable queue of `step.progress` reports, apart from completions so a flood of
+    progress never delays an outcome."""
+    return f"{prefix}.gateway.progress"
 
 
 def update_queue(prefix: str, replica_id: str) -> str:

@@ -26,6 +26,7 @@ from stox_gateway.bus.completion_consumer import CompletionConsumer
 from stox_gateway.bus.factory import make_bus
 from stox_gateway.bus.outbox_relay import OutboxRelay
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject
+from stox_gateway.bus.progress_consumer import ProgressConsumer
 from stox_gateway.bus.services import ServiceWatcher
 from stox_gateway.bus.update_signing import SigningBus, signed_correctly
 from stox_gateway.config.safety import enforce
@@ -42,7 +43,13 @@ from stox_gateway.hub.feed import catch_up
 from stox_gateway.hub.interest import Interest
 from stox_gateway.observability.metrics import Metrics
 from stox_gateway.observability.tracing import setup_tracing
-from stox_gateway.routing import STEP_COMPLETED, completion_queue, update_queue
+from stox_gateway.routing import (
+    STEP_COMPLETED,
+    STEP_PROGRESS,
+    completion_queue,
+    progress_queue,
+    update_queue,
+)
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
 from stox_gateway.store.sql import SqlStore
@@ -170,6 +177,7 @@ class Runtime:
                 services=services,
                 bulk_batch_size=settings.workflow.bulk_batch_size,
                 bulk_max=settings.workflow.bulk_max,
+                progress_per_second=settings.workflow.progress_per_second,
             )
             runtime = cls(
                 settings,
@@ -194,6 +202,8 @@ class Runtime:
 
             await sweeper.start()
             stack.push_async_callback(sweeper.stop)
+            # Held progress goes on record while the relay still runs (stopped in reverse).
+            stack.push_async_callback(gateway.close)
 
             await runtime._start_consumers(stack)
             runtime.grpc_port = await stack.enter_async_context(
@@ -249,6 +259,16 @@ class Runtime:
             self.completions,
         )
         stack.push_async_callback(completions.cancel)
+        progress = await self.bus.consume(
+            QueueSpec(
+                name=progress_queue(prefix),
+                bindings=(STEP_PROGRESS,),
+                prefetch=self.settings.rabbitmq.prefetch,
+                concurrency=self.settings.rabbitmq.prefetch,
+            ),
+            ProgressConsumer(self.gateway),
+        )
+        stack.push_async_callback(progress.cancel)
 
     async def _connect_auth(self, stack: contextlib.AsyncExitStack) -> None:
         """The AuthService client; in the embedded default the reference service runs here."""
@@ -295,6 +315,8 @@ class Runtime:
                 queue_prefix=settings.rabbitmq.queue_prefix,
                 concurrency=settings.workers.concurrency,
                 effects_log=settings.workers.effects_log,
+                report_progress=settings.workers.progress,
+                progress_interval=1 / settings.workflow.progress_per_second,
             )
             await worker.start()
             stack.push_async_callback(worker.stop)

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from stox_gateway.text import json_text, multiline, single_line
 
 MAX_IMAGES = 20
+MAX_PARTIAL_BYTES = 64 * 1024  # a progress report's `partial`, as JSON (DESIGN §11)
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$")
 
 # Control characters are refused at the door (`text.py`): 422 with the field, never SQL.
@@ -79,6 +80,19 @@ class UploadAccepted(BaseModel):
     message: str = "Workflow started successfully"
 
 
+class StepProgressPart(BaseModel):
+    """A progress report's own fields (DESIGN §11), also carried by a completion: the report a
+    worker still held when its step ended, recorded just before the outcome."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    fraction: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    message: Annotated[str, SingleLine] | None = Field(None, max_length=1_000)
+    partial: dict[str, Any] | None = Field(
+        None, description="results so far (at most 64 KiB as JSON), shown while the step runs"
+    )
+
+
 class StepCompletedRequest(BaseModel):
     """A service's report of one step (HTTP body; also the fields of an AMQP completion)."""
 
@@ -96,11 +110,46 @@ class StepCompletedRequest(BaseModel):
     retryable: bool = Field(
         True, description="false: fail the workflow now, without another attempt"
     )
+    progress: StepProgressPart | None = Field(
+        None, description="the step's last progress report, recorded just before the outcome"
+    )
 
 
 class StepCompletedResponse(BaseModel):
     success: bool = True
     message: str = "Step completion processed successfully"
+
+
+class StepProgressRequest(StepProgressPart):
+    """A running step's progress (HTTP body; also the fields of an AMQP `step.progress`).
+
+    `partial` over 64 KiB (as JSON) is `413`; checked by the gateway, not here, so every
+    transport answers it alike.
+    """
+
+    workflow_id: Id
+    step_id: Id
+    step_type: Id
+    attempt: int | None = Field(
+        None, ge=1, description="the attempt reported on (from the step message); default: current"
+    )
+
+
+class StepProgressResponse(BaseModel):
+    success: bool = True
+    recorded: bool = Field(
+        True, description="false: held, and recorded when the step's next slot opens"
+    )
+    message: str = "Step progress recorded"
+
+
+class ProgressEnvelope(StepProgressRequest):
+    """Progress sent over AMQP on `step.progress`: the envelope plus the report."""
+
+    event_id: str | None = None
+    event_type: Literal["step.progress"] = "step.progress"
+    correlation_id: str | None = None
+    timestamp: datetime | None = None
 
 
 class StepEnvelope(BaseModel):
@@ -152,6 +201,9 @@ class StepView(BaseModel):
     error: str | None
     waiting_for: WaitingForView | None = Field(
         None, description="set while no service of the step's type is connected"
+    )
+    progress: dict[str, Any] | None = Field(
+        None, description="a running step's latest step_progress data (with its seq)"
     )
 
 

@@ -64,6 +64,7 @@ def step_to_wire(step: Step, after: tuple[str, ...] = (), waiting: JSON | None =
         "result": step.result,
         "error": step.error,
         "waiting_for": waiting,
+        "progress": step.progress if step.status is StepStatus.RUNNING else None,
     }
 
 

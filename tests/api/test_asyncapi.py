@@ -41,6 +41,7 @@ def test_every_step_type_of_every_pipeline_has_one_channel(tmp_path: Path) -> No
         "step.translation",
         "step.moderation",
         "step.completed",
+        "step.progress",
     }
     translation = channels["step.translation"]
     assert "`shop.step.translation`" in translation["description"]

@@ -23,6 +23,7 @@ import pytest_asyncio
 import websockets
 from PIL import Image
 
+from stox_gateway.services.image import ImageProcessor
 from tests.support import REPO, TEST_JWT_SECRET, make_settings, receive_until, running_gateway
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -222,12 +223,14 @@ async def test_an_upload_through_the_form_turns_every_step_green_live(
         )
         # Everything arrived over the WebSocket: the page was never reloaded.
         assert await page.evaluate("() => window.sameDocument") is True
-        # The workflow's own socket replayed its history from seq 1, each update once.
-        await expect(page.get_by_test_id("timeline").locator("[data-seq]")).to_have_count(8)
-        assert await timeline_seqs(page) == list(range(1, 9))
+        # The workflow's own socket replayed its history from seq 1, each update once (the
+        # services' progress reports included).
+        answer = await status(gateway.url, workflow_id)
+        last = answer["seq"]
+        await expect(page.get_by_test_id("timeline").locator("[data-seq]")).to_have_count(last)
+        assert await timeline_seqs(page) == list(range(1, last + 1))
 
         # The file went to the media folder under a fresh, tidy name, before the workflow.
-        answer = await status(gateway.url, workflow_id)
         uploaded, named = answer["product"]["images"]
         assert re.fullmatch(r"studio-photo-1-[0-9a-f]{12}\.jpg", uploaded), uploaded
         assert named == "image1.jpg"
@@ -246,6 +249,42 @@ async def test_an_upload_through_the_form_turns_every_step_green_live(
         await expect(row).to_have_attribute("data-status", "completed")
         await expect(row).to_contain_text("Walnut desk lamp")
     assert screenshot.stat().st_size > 10_000
+
+
+async def test_thumbnails_appear_one_by_one_before_the_workflow_completes(
+    page: Page, tmp_path: Path
+) -> None:
+    from tests.e2e import slow_images
+
+    settings = settings_for(
+        tmp_path, workers={"handlers": {"image_processing": "tests.e2e.slow_images:handler"}}
+    )
+    for name in ("image3.jpg", "image4.jpg"):
+        shutil.copy(REPO / "media" / "image1.jpg", settings.media.root / name)
+    slow_images.processor = ImageProcessor(settings.media.root)
+    slow_images.released = asyncio.Semaphore(0)
+    images = ["image1.jpg", "image2.jpg", "image3.jpg", "image4.jpg"]
+    async with running_gateway(settings) as gateway:
+        workflow_id = await upload(gateway.url, {"name": "Four views", "images": images})
+        await open_dashboard(page, gateway.url, f"#/workflow/{workflow_id}")
+        partial = page.get_by_test_id("step-partial-image_processing")
+        for done in range(1, 5):
+            await expect(partial.get_by_test_id("thumbnail")).to_have_count(done)
+            await expect(
+                page.get_by_test_id("step-progress-message-image_processing")
+            ).to_have_text(f"{done} of 4 images processed")
+            await expect(page.get_by_test_id("workflow-status")).to_have_attribute(
+                "data-status", "processing"
+            )
+            if done == 2:  # a browser that comes back sees what was produced so far
+                await page.reload()
+                await expect(partial.get_by_test_id("thumbnail")).to_have_count(2)
+            slow_images.released.release()
+        await expect(page.get_by_test_id("workflow-status")).to_have_attribute(
+            "data-status", "completed"
+        )
+        await expect_thumbnails_loaded(page, 4)
+        await expect(page.get_by_test_id("ai-title")).to_have_text("Four Views")
 
 
 async def test_the_list_is_live_filters_and_a_workflow_is_cancelled(

@@ -286,3 +286,44 @@ async def test_deadlines_are_swept_after_a_restart(any_store: SqlStore) -> None:
     assert stored is not None
     assert stored.steps[0].attempts == 2
     assert await sweeper.sweep_once() == 0
+
+
+async def test_progress_is_logged_and_kept_on_the_running_step(any_store: SqlStore) -> None:
+    from stox_gateway.engine.models import Progress, UpdateType
+
+    engine = WorkflowEngine(any_store, default_definitions())
+    wf = await create(any_store)
+    step = wf.steps[0]
+    report = Progress(wf.id, step.id, step.type, 1, 0.5, "half", {"thumbnails": ["a.jpg"]})
+    recorded = await engine.report_progress(report)
+    stored = await any_store.get(wf.id)
+    assert stored == recorded  # the row holds what the engine has in hand
+    assert stored is not None and stored.steps[0].progress is not None
+    assert stored.steps[0].progress["partial"] == {"thumbnails": ["a.jpg"]}
+    last = (await any_store.updates(wf.id))[-1]
+    assert last.type is UpdateType.STEP_PROGRESS and last.seq == wf.seq + 1
+    assert last.data["fraction"] == 0.5
+    with pytest.raises(CompletionRejected):
+        await engine.report_progress(Progress(wf.id, step.id, step.type, attempt=2))
+    done = await engine.complete_step(completion(stored, 0))
+    assert done.workflow.steps[0].progress is None
+    assert (await any_store.get(wf.id)) == done.workflow
+
+
+async def test_progress_of_many_steps_shares_group_commits(any_store: SqlStore) -> None:
+    from stox_gateway.engine.models import Progress
+
+    engine = WorkflowEngine(any_store, default_definitions())
+    flows = [await create(any_store, f"Lamp {i}") for i in range(20)]
+    writer = any_store._writer
+    before = writer.batches
+    await asyncio.gather(
+        *(
+            engine.report_progress(Progress(wf.id, wf.steps[0].id, wf.steps[0].type, 1, 0.5))
+            for wf in flows
+        )
+    )
+    assert writer.batches - before < 5  # 20 reports, a few transactions
+    for wf in flows:
+        stored = await any_store.get(wf.id)
+        assert stored is not None and stored.steps[0].progress is not None

@@ -211,3 +211,12 @@ def test_pipelines_come_from_yaml_and_from_stox_pipelines_as_json(
     monkeypatch.chdir(tmp_path / "elsewhere")
     from_env = load_definitions(load_settings())
     assert "listing_plus" in from_env.types
+
+
+@pytest.mark.parametrize("reserved", ["completed", "progress"])
+def test_a_step_type_named_like_a_report_key_is_refused(reserved: str) -> None:
+    from stox_gateway.config.settings import Settings
+    from stox_gateway.engine.definitions import DefinitionError, load_definitions
+
+    with pytest.raises(DefinitionError, match="is reserved"):
+        load_definitions(Settings(pipelines={"odd": {"steps": [{"type": reserved}]}}))

@@ -14,13 +14,14 @@ from stox_gateway import __version__
 from stox_gateway.routing import (
     GATEWAY_UPDATE,
     STEP_COMPLETED,
+    STEP_PROGRESS,
     WORKFLOW_COMPLETED,
     WORKFLOW_FAILED,
     WORKFLOW_START,
     step_queue,
     step_routing_key,
 )
-from stox_gateway.schemas import CompletionEnvelope, StepEnvelope, UpdateMessage
+from stox_gateway.schemas import CompletionEnvelope, ProgressEnvelope, StepEnvelope, UpdateMessage
 
 if TYPE_CHECKING:
     from stox_gateway.engine.definitions import WorkflowDefinition
@@ -46,7 +47,7 @@ def asyncapi_document(
 ) -> dict[str, Any]:
     """The document for these pipelines: one `step.<type>` channel per step type of any."""
     schemas: dict[str, Any] = {}
-    for model in (StepEnvelope, CompletionEnvelope, UpdateMessage):
+    for model in (StepEnvelope, CompletionEnvelope, ProgressEnvelope, UpdateMessage):
         schema = _schema(model)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -97,6 +98,11 @@ def asyncapi_document(
         STEP_COMPLETED: (
             "CompletionEnvelope",
             "a service reports a step's outcome over AMQP",
+            "receive",
+        ),
+        STEP_PROGRESS: (
+            "ProgressEnvelope",
+            "a running step reports progress over AMQP (DESIGN §11)",
             "receive",
         ),
         GATEWAY_UPDATE: (

@@ -3,9 +3,12 @@ servicer, all three calling `facade.Gateway.complete`.
 
 A report is acked only after the engine committed it, or dead-lettered with the reason when
 the gateway refuses it (unknown workflow, a report that does not fit, malformed or forged).
+`ReportConsumer` is the part the progress consumer (`progress_consumer.py`) shares.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import structlog
 from opentelemetry.trace import SpanKind
@@ -17,13 +20,14 @@ from stox_gateway.bus.port import Delivery, Reject
 from stox_gateway.errors import StoxError, Unavailable, answer_for
 from stox_gateway.facade import Gateway, completion_from_request
 from stox_gateway.observability.tracing import span
-from stox_gateway.schemas import CompletionEnvelope
+from stox_gateway.schemas import CompletionEnvelope, ProgressEnvelope
 
 log = structlog.get_logger(__name__)
 
 
-class CompletionConsumer:
-    """Handles the deliveries of the shared `<prefix>.gateway.completed` queue.
+class ReportConsumer:
+    """A service's reports from one shared queue: checked credentials, a parsed envelope, then
+    the façade's call, patient with the database; subclasses name the envelope and the call.
 
     A report waits `patience` seconds (with backoff) for the database before it is handed back
     to its queue, uncounted, to be tried again `retry_after` seconds later: a failed delivery
@@ -31,9 +35,20 @@ class CompletionConsumer:
     of the database would otherwise dead-letter valid reports within a second.
     """
 
+    envelope: type[CompletionEnvelope] | type[ProgressEnvelope]
+    operation = ""  # the span's name and the log lines' prefix
+
     def __init__(self, gateway: Gateway, *, patience: float = 15.0, retry_after: float = 1.0):
         self._gateway = gateway
         self.patience, self.retry_after = patience, retry_after
+
+    async def apply(self, request: Any) -> None:
+        raise NotImplementedError
+
+    def refused(self, exc: StoxError) -> None:
+        """A refusal will not change on redelivery: keep the report, with the reason."""
+        log.warning(f"{self.operation}.refused", reason=str(exc), via="amqp")
+        raise Reject(str(exc)) from exc
 
     async def __call__(self, delivery: Delivery) -> None:
         message = delivery.message
@@ -42,16 +57,17 @@ class CompletionConsumer:
         except StoxError as exc:
             raise Reject(f"refused: {exc}") from exc
         try:
-            request = CompletionEnvelope.model_validate(codec.loads(message.body))
+            request = self.envelope.model_validate(codec.loads(message.body))
         except (ValidationError, ValueError) as exc:
-            raise Reject(f"malformed step.completed message: {exc}") from exc
+            kind = self.envelope.model_fields["event_type"].default
+            raise Reject(f"malformed {kind} message: {exc}") from exc
         bound = structlog.contextvars.bind_contextvars(
             workflow_id=request.workflow_id,
             correlation_id=request.correlation_id or message.correlation_id,
         )
         try:
             with span(
-                "complete_step",
+                self.operation,
                 headers=message.headers,
                 kind=SpanKind.CONSUMER,
                 workflow_id=request.workflow_id,
@@ -59,19 +75,31 @@ class CompletionConsumer:
                 via="amqp",
             ):
                 await with_patience(
-                    lambda: self._gateway.complete(completion_from_request(request)),
+                    lambda: self.apply(request),
                     outage=Unavailable,
                     patience=self.patience,
                     retry_after=self.retry_after,
                     on_first_wait=lambda error: log.warning(
-                        "completion.waiting_for_database", error=str(error), via="amqp"
+                        f"{self.operation}.waiting_for_database", error=str(error), via="amqp"
                     ),
                 )
         except StoxError as exc:
-            # A refusal will not change on redelivery: keep the report, with the reason.
             if answer_for(exc).http >= 500:
                 raise
-            log.warning("completion.refused", reason=str(exc), via="amqp")
-            raise Reject(str(exc)) from exc
+            self.refused(exc)
         finally:
             structlog.contextvars.reset_contextvars(**bound)
+
+
+class CompletionConsumer(ReportConsumer):
+    """Handles the deliveries of the shared `<prefix>.gateway.completed` queue."""
+
+    envelope = CompletionEnvelope
+    operation = "complete_step"
+
+    async def apply(self, request: Any) -> None:
+        await self._gateway.complete(completion_from_request(request))
+
+    def refused(self, exc: StoxError) -> None:
+        log.warning("completion.refused", reason=str(exc), via="amqp")
+        raise Reject(str(exc)) from exc

@@ -213,6 +213,12 @@ class WorkflowSettings(BaseModel):
     bulk_max: int = Field(
         default=10_000, ge=1, description="at most this many workflows per bulk retry/cancel"
     )
+    progress_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        le=1000,
+        description="progress reports recorded per step and second; above it the latest wins",
+    )
 
 
 class WorkersSettings(BaseModel):
@@ -222,6 +228,16 @@ class WorkersSettings(BaseModel):
     )
     noop_delay: Duration = Field(
         default=timedelta(0), description="a no-op service's pretend work time"
+    )
+    noop_progress: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="a no-op service's progress reports per step (load tests)",
+    )
+    progress: bool = Field(
+        default=True,
+        description="handlers' ctx.progress() reaches the gateway (false: a silent no-op)",
     )
     report_via: Literal["bus", "http", "grpc"] = "bus"
     gateway_url: str = "http://localhost:8080"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stox_gateway.engine.errors import UnknownWorkflowType
+from stox_gateway.routing import is_step_message, step_routing_key
 
 if TYPE_CHECKING:
     from stox_gateway.config.settings import PipelineSettings, Settings, WorkflowSettings
@@ -206,6 +207,11 @@ def _build(name: str, pipeline: PipelineSettings, workflow: WorkflowSettings) ->
         item_key = f"{key}.steps[{i}]"
         if not NAME.fullmatch(item.type):
             raise DefinitionError(f"{item_key}.type: {_malformed(item.type)}")
+        if not is_step_message(step_routing_key(item.type)):
+            raise DefinitionError(
+                f"{item_key}.type: {item.type!r} is reserved (step.{item.type} is a report "
+                "to the gateway, not work for a service)"
+            )
         if item.type in seen:
             raise DefinitionError(f"{item_key}.type: duplicate step {item.type!r}")
         seen.add(item.type)

@@ -9,6 +9,7 @@ StoxError
 │   ├── StepNotRunning                         the step is pending, or already has another outcome
 │   ├── WorkflowEnded                          the workflow completed, failed or was cancelled
 │   └── WorkflowNotFailed                      a retry of a workflow that has not failed
+├── PartialTooLarge (TooLarge)            413  a progress report's `partial` over 64 KiB
 ├── IdempotencyConflict (Unprocessable)   422  an Idempotency-Key reused with another body
 ├── UnknownWorkflowType (Unprocessable)   422
 └── Unavailable                           503  the store or bus does not answer
@@ -16,11 +17,19 @@ StoxError
 
 from __future__ import annotations
 
-from stox_gateway.errors import Conflict, NotFound, StoxError, Unavailable, Unprocessable
+from stox_gateway.errors import (
+    Conflict,
+    NotFound,
+    StoxError,
+    TooLarge,
+    Unavailable,
+    Unprocessable,
+)
 
 __all__ = [
     "CompletionRejected",
     "IdempotencyConflict",
+    "PartialTooLarge",
     "StaleAttempt",
     "StepMismatch",
     "StepNotRunning",
@@ -63,6 +72,10 @@ class WorkflowEnded(CompletionRejected):
 
 class WorkflowNotFailed(CompletionRejected):
     code = "workflow_not_failed"
+
+
+class PartialTooLarge(TooLarge):
+    code = "partial_too_large"
 
 
 class IdempotencyConflict(Unprocessable):

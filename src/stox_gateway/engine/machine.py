@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stox_gateway import codec
 from stox_gateway.engine.definitions import WorkflowDefinition
 from stox_gateway.engine.errors import (
     StaleAttempt,
@@ -23,6 +24,7 @@ from stox_gateway.engine.errors import (
 from stox_gateway.engine.models import (
     JSON,
     Completion,
+    Progress,
     Step,
     StepStatus,
     Update,
@@ -209,6 +211,59 @@ def complete_step(
     return b.build()
 
 
+def report_progress(
+    workflow: Workflow, progress: Progress, *, now: datetime, new_id: NewId
+) -> Transition:
+    """Record a running attempt's progress as a `step_progress` update (DESIGN §11).
+
+    Raises a `CompletionRejected` (409) for a report that does not fit: an ended workflow, a
+    step that is not running, an attempt that is no longer current. Changes nothing then.
+    """
+    step = workflow.step(progress.step_id)
+    if step is None:
+        raise StepMismatch(f"step {progress.step_id} does not belong to workflow {workflow.id}")
+    if step.type != progress.step_type:
+        raise StepMismatch(f"step {step.id} is of type {step.type!r}, not {progress.step_type!r}")
+    attempt = progress.attempt if progress.attempt is not None else step.attempts
+    if workflow.status.ended:
+        raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
+    if step.status is not StepStatus.RUNNING and not attempt < step.attempts:
+        raise StepNotRunning(f"step {step.id} ({step.type}) is {step.status}, not running")
+    if attempt != step.attempts:
+        raise StaleAttempt(
+            f"step {step.id} is on attempt {step.attempts}; attempt {attempt} is no longer current"
+        )
+    b = _Builder(workflow, now, new_id)
+    data: JSON = {
+        "step_id": step.id,
+        "step_type": step.type,
+        "attempt": attempt,
+        "fraction": progress.fraction,
+        "message": progress.message,
+        "partial": progress.partial,
+    }
+    b.update(UpdateType.STEP_PROGRESS, data)
+    # Kept as the row will hold it (JSON: the time as RFC 3339 text), so a workflow read back
+    # equals the one in hand.
+    stamp = codec.loads(codec.dumps(now))
+    b.set_step(step.evolve(progress={**data, "seq": b.workflow.seq, "timestamp": stamp}))
+    return b.build()
+
+
+def chain(transitions: list[Transition]) -> Transition:
+    """Transitions decided one after another on one workflow, as one (one transaction)."""
+    changed: list[str] = []
+    for t in transitions:
+        changed.extend(s for s in t.changed_steps if s not in changed)
+    return Transition(
+        transitions[-1].workflow,
+        tuple(u for t in transitions for u in t.updates),
+        tuple(e for t in transitions for e in t.events),
+        tuple(changed),
+        applied=any(t.applied for t in transitions),
+    )
+
+
 def time_out_step(
     workflow: Workflow,
     step_id: str,
@@ -248,7 +303,11 @@ def cancel(workflow: Workflow, *, now: datetime, new_id: NewId) -> Transition:
         if step.status is StepStatus.RUNNING:
             b.set_step(
                 step.evolve(
-                    status=StepStatus.FAILED, completed_at=now, deadline_at=None, error="cancelled"
+                    status=StepStatus.FAILED,
+                    completed_at=now,
+                    deadline_at=None,
+                    error="cancelled",
+                    progress=None,
                 )
             )
     b.workflow = b.workflow.evolve(
@@ -301,6 +360,7 @@ def _start_step(
             started_at=starts_at,
             deadline_at=starts_at + timedelta(seconds=step.timeout_seconds),
             error=last_error,
+            progress=None,
         )
     )
     if step.attempts == 1:
@@ -354,6 +414,7 @@ def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
             deadline_at=None,
             result=result,
             error=None,
+            progress=None,
         )
     )
     b.update(
@@ -383,7 +444,13 @@ def _fail_attempt(
         _start_step(b, step, delay=delay, last_error=error)
         return
     b.set_step(
-        step.evolve(status=StepStatus.FAILED, completed_at=b.now, deadline_at=None, error=error)
+        step.evolve(
+            status=StepStatus.FAILED,
+            completed_at=b.now,
+            deadline_at=None,
+            error=error,
+            progress=None,
+        )
     )
     # Siblings still running are not waited for: back to pending, so their late reports are
     # refused (the workflow ended) and a retry starts them again.
@@ -393,6 +460,7 @@ def _fail_attempt(
                 sibling.evolve(
                     status=StepStatus.PENDING,
                     deadline_at=None,
+                    progress=None,
                     error=f"interrupted: {step.type} failed",
                 )
             )

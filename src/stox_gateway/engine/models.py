@@ -44,6 +44,7 @@ class UpdateType(StrEnum):
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
+    STEP_PROGRESS = "step_progress"
     SNAPSHOT = "snapshot"
     HEARTBEAT = "heartbeat"
 
@@ -62,6 +63,8 @@ class Step:
     deadline_at: datetime | None = None
     result: JSON | None = None
     error: str | None = None
+    # The running attempt's latest `step_progress` data (DESIGN §11); None between attempts.
+    progress: JSON | None = None
 
     def evolve(self, **changes: Any) -> Step:
         return replace(self, **changes)
@@ -133,3 +136,17 @@ class Completion:
     error: str | None = None
     attempt: int | None = None  # None: the attempt in hand
     retryable: bool = True
+    progress: Progress | None = None  # the step's last report, recorded just before the outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A running step's report of how far it is, from HTTP, gRPC or AMQP alike (DESIGN §11)."""
+
+    workflow_id: str
+    step_id: str
+    step_type: str
+    attempt: int | None = None  # None: the attempt in hand
+    fraction: float | None = None
+    message: str | None = None
+    partial: JSON | None = None

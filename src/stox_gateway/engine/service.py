@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,10 +21,11 @@ from stox_gateway import codec
 from stox_gateway.bus.outbox_relay import maybe_crash
 from stox_gateway.engine import machine
 from stox_gateway.engine.definitions import Definitions
-from stox_gateway.engine.errors import WorkflowNotFound
+from stox_gateway.engine.errors import CompletionRejected, WorkflowNotFound
 from stox_gateway.engine.models import (
     JSON,
     Completion,
+    Progress,
     Update,
     UpdateType,
     Workflow,
@@ -134,15 +135,42 @@ class WorkflowEngine:
         self._committed(transition)
         return transition.workflow
 
-    async def complete_step(self, completion: Completion) -> CompletionOutcome:
+    async def complete_step(
+        self, completion: Completion, *, progress: Sequence[Progress] = ()
+    ) -> CompletionOutcome:
+        """Apply a service's report; `progress`: reports of the step held back by the rate
+        gate, recorded first in the same transaction (those that no longer fit are dropped)."""
+
         def decide(workflow: Workflow) -> machine.Transition:
-            return machine.complete_step(
-                workflow, completion, now=self._clock(), new_id=new_id, backoff=self._backoff
+            now = self._clock()
+            recorded: list[machine.Transition] = []
+            for report in progress:
+                try:
+                    recorded.append(
+                        machine.report_progress(workflow, report, now=now, new_id=new_id)
+                    )
+                except CompletionRejected:
+                    continue
+                workflow = recorded[-1].workflow
+            outcome = machine.complete_step(
+                workflow, completion, now=now, new_id=new_id, backoff=self._backoff
             )
+            return machine.chain([*recorded, outcome]) if recorded else outcome
 
         transition = await self._store.change(completion.workflow_id, decide)
         self._committed(transition)
         return CompletionOutcome(transition.workflow, transition.applied)
+
+    async def report_progress(self, progress: Progress) -> Workflow:
+        """Record a running step's progress (`step_progress`); a report that does not fit the
+        workflow's state raises a `CompletionRejected` (409) and changes nothing."""
+
+        def decide(workflow: Workflow) -> machine.Transition:
+            return machine.report_progress(workflow, progress, now=self._clock(), new_id=new_id)
+
+        transition = await self._store.change(progress.workflow_id, decide)
+        self._committed(transition)
+        return transition.workflow
 
     async def time_out_step(self, workflow_id: str, step_id: str, attempt: int) -> bool:
         def decide(workflow: Workflow) -> machine.Transition:

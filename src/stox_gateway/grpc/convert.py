@@ -47,6 +47,7 @@ def workflow_message(wire: dict[str, Any]) -> workflow_pb2.Workflow:
                 after=s.get("after", []),
                 deadline_at=_text(s.get("deadline_at")),
                 waiting_for=_waiting_for(s.get("waiting_for")),
+                progress=to_struct(s.get("progress")),
             )
             for s in data["steps"]
         ],

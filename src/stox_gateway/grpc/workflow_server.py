@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 
 from stox_gateway.auth.guard import Caller, bearer
 from stox_gateway.auth.server import add_standard_services
-from stox_gateway.engine.models import Completion
+from stox_gateway.engine.models import Completion, Progress
 from stox_gateway.facade import Gateway
 from stox_gateway.grpc.convert import from_struct, update_message, workflow_message
 from stox_gateway.grpc.errors import ErrorInterceptor
@@ -58,6 +58,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 error=request.error or None,
                 attempt=request.attempt if request.HasField("attempt") else None,
                 retryable=request.retryable if request.HasField("retryable") else True,
+                progress=_last_progress(request) if request.HasField("progress") else None,
             )
             outcome = await self._gateway.complete(completion)
         message = (
@@ -68,6 +69,25 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         return workflow_pb2.CompleteStepResponse(
             success=True, message=message, applied=outcome.applied
         )
+
+    async def ReportProgress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self._gateway.guard.check_service(_metadata(context, "x-service-token"))
+        progress = Progress(
+            workflow_id=request.workflow_id,
+            step_id=request.step_id,
+            step_type=request.step_type,
+            attempt=request.attempt if request.HasField("attempt") else None,
+            fraction=request.fraction if request.HasField("fraction") else None,
+            message=request.message if request.HasField("message") else None,
+            partial=from_struct(request.partial) if request.HasField("partial") else None,
+        )
+        recorded = await self._gateway.report_progress(progress)
+        message = (
+            "Step progress recorded"
+            if recorded
+            else "Step progress held; the latest is recorded next"
+        )
+        return workflow_pb2.ReportProgressResponse(success=True, message=message, recorded=recorded)
 
     async def GetWorkflow(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         workflow = await self._gateway.see(self._caller(context), request.workflow_id)
@@ -85,6 +105,19 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             del frames
             while (data := await watch.next()) is not None:
                 yield update_message(data)
+
+
+def _last_progress(request: Any) -> Progress:
+    last = request.progress
+    return Progress(
+        workflow_id=request.workflow_id,
+        step_id=request.step_id,
+        step_type=request.step_type,
+        attempt=request.attempt if request.HasField("attempt") else None,
+        fraction=last.fraction if last.HasField("fraction") else None,
+        message=last.message if last.HasField("message") else None,
+        partial=from_struct(last.partial) if last.HasField("partial") else None,
+    )
 
 
 @contextlib.asynccontextmanager

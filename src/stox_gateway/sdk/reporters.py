@@ -1,4 +1,5 @@
-"""How a worker tells the gateway a step's outcome: over the bus (AMQP) or HTTP."""
+"""How a worker tells the gateway a step's outcome, and its progress while it runs: over the
+bus (AMQP), HTTP or gRPC. Progress is sent once, never retried: the next report supersedes it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ from stox_gateway import codec
 from stox_gateway.bus.port import Bus, BusError, Message
 from stox_gateway.config.settings import Settings
 from stox_gateway.observability.tracing import trace_headers
-from stox_gateway.routing import STEP_COMPLETED
-from stox_gateway.schemas import CompletionEnvelope, StepCompletedRequest
+from stox_gateway.routing import STEP_COMPLETED, STEP_PROGRESS
+from stox_gateway.schemas import (
+    CompletionEnvelope,
+    ProgressEnvelope,
+    StepCompletedRequest,
+    StepProgressRequest,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +35,9 @@ class Reporter(Protocol):
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
         """Deliver the outcome; raise when it was not accepted and may be tried again
         (`GatewayUnavailable` when the failure is an outage rather than the report's)."""
+
+    async def progress(self, report: StepProgressRequest, correlation_id: str | None) -> bool:
+        """Send a progress report once; whether the gateway took it (recorded or held)."""
 
     async def close(self) -> None: ...
 
@@ -78,6 +87,29 @@ class BusReporter:
             await self._bus.publish(message)
         except BusError as exc:  # the broker is away, or did not confirm
             raise GatewayUnavailable(f"step.completed not published: {exc}") from exc
+
+    async def progress(self, report: StepProgressRequest, correlation_id: str | None) -> bool:
+        """Publishes `step.progress`; taken once the broker confirms it (the gateway drops
+        one that no longer fits, see `bus/progress_consumer.py`)."""
+        envelope = ProgressEnvelope(
+            **report.model_dump(),
+            event_id=str(uuid.uuid4()),
+            correlation_id=correlation_id,
+            timestamp=datetime.now(UTC),
+        )
+        message = Message(
+            routing_key=STEP_PROGRESS,
+            body=codec.dumps(envelope.model_dump(mode="json")),
+            message_id=envelope.event_id or "",
+            correlation_id=correlation_id,
+            headers={**self._headers, **trace_headers()},
+        )
+        try:
+            await self._bus.publish(message)
+        except BusError as exc:
+            log.info("worker.progress_not_published", error=str(exc))
+            return False
+        return True
 
     async def close(self) -> None:
         """The bus belongs to whoever made it."""
@@ -147,6 +179,20 @@ class HttpReporter:
                 raise GatewayUnavailable(f"the gateway did not take the report: {exc}") from exc
             raise
 
+    async def progress(self, report: StepProgressRequest, correlation_id: str | None) -> bool:
+        headers = {"Content-Type": "application/json", **trace_headers()}
+        if correlation_id:
+            headers["X-Correlation-ID"] = correlation_id
+        response = await self._client.post(
+            "/api/v1/workflow/step-progress",
+            content=codec.dumps(report.model_dump(mode="json", exclude_none=True)),
+            headers=headers,
+        )
+        if response.is_success:
+            return True
+        log.info("worker.progress_refused", status=response.status_code, body=response.text[:300])
+        return False
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -188,6 +234,15 @@ class GrpcReporter:
         )
         if completion.attempt is not None:
             request.attempt = completion.attempt
+        last = completion.progress
+        if last is not None:
+            request.progress.SetInParent()
+            if last.fraction is not None:
+                request.progress.fraction = last.fraction
+            if last.message is not None:
+                request.progress.message = last.message
+            if last.partial is not None:
+                request.progress.partial.CopyFrom(to_struct(last.partial))
         metadata = self._metadata + tuple(trace_headers().items())
         if correlation_id:
             metadata += (("x-correlation-id", correlation_id),)
@@ -245,6 +300,31 @@ class GrpcReporter:
                         )
                         return
                     raise
+
+    async def progress(self, report: StepProgressRequest, correlation_id: str | None) -> bool:
+        from stox_gateway.grpc.convert import to_struct
+        from stox_gateway.grpc.generated.stox.v1 import workflow_pb2
+
+        request = workflow_pb2.ReportProgressRequest(
+            workflow_id=report.workflow_id, step_id=report.step_id, step_type=report.step_type
+        )
+        if report.attempt is not None:
+            request.attempt = report.attempt
+        if report.fraction is not None:
+            request.fraction = report.fraction
+        if report.message is not None:
+            request.message = report.message
+        if report.partial is not None:
+            request.partial.CopyFrom(to_struct(report.partial))
+        metadata = self._metadata + tuple(trace_headers().items())
+        if correlation_id:
+            metadata += (("x-correlation-id", correlation_id),)
+        try:
+            await self._stub.ReportProgress(request, timeout=self._timeout, metadata=metadata)
+        except self._grpc.aio.AioRpcError as exc:
+            log.info("worker.progress_refused", status=exc.code().name, detail=exc.details())
+            return False
+        return True
 
     async def close(self) -> None:
         await self._channel.close()

@@ -30,11 +30,16 @@ async def noop_handler(_ctx: StepContext) -> dict[str, Any]:
 def noop_handler_for(settings: Settings) -> StepHandler:
     """The no-op service, taking `workers.noop_delay` per step when one is set."""
     delay = settings.workers.noop_delay.total_seconds()
-    if delay <= 0:
+    reports = settings.workers.noop_progress
+    if delay <= 0 and reports == 0:
         return noop_handler
 
-    async def slow_noop(_ctx: StepContext) -> dict[str, Any]:
-        await asyncio.sleep(delay)
+    async def slow_noop(ctx: StepContext) -> dict[str, Any]:
+        # Progress as a reference service sends it (a small partial each), for load tests.
+        for i in range(1, reports + 1):
+            await ctx.progress(fraction=i / reports, message=f"part {i}", partial={"part": i})
+        if delay > 0:
+            await asyncio.sleep(delay)
         return {}
 
     return slow_noop
@@ -124,6 +129,8 @@ async def run_worker(
         concurrency=settings.workers.concurrency,
         prefetch=settings.rabbitmq.prefetch,
         effects_log=settings.workers.effects_log,
+        report_progress=settings.workers.progress,
+        progress_interval=1 / settings.workflow.progress_per_second,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,21 @@ from stox_gateway import codec, routing
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
-from stox_gateway.schemas import StepCompletedRequest, StepEnvelope
-from stox_gateway.sdk.context import StepContext, bind_step, reset_step
+from stox_gateway.schemas import (
+    MAX_PARTIAL_BYTES,
+    StepCompletedRequest,
+    StepEnvelope,
+    StepProgressPart,
+    StepProgressRequest,
+)
+from stox_gateway.sdk.context import ProgressSink, StepContext, bind_step, reset_step
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
+from stox_gateway.sdk.progress import ProgressBuffer
 from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter, ReportRefused
 
 log = structlog.get_logger(__name__)
+_PART = {"fraction", "message", "partial"}
 
 StepHandler = Callable[[StepContext], Awaitable[dict[str, Any]]]
 
@@ -60,8 +69,12 @@ class Worker:
         report_patience: float = 15.0,
         report_retry_after: float = 1.0,
         refusals_before_giving_up: int = 3,
+        report_progress: bool = True,
+        progress_interval: float = 0.1,
     ) -> None:
         self.step_type = step_type
+        self._report_progress = report_progress
+        self._progress_interval = progress_interval
         self._handler = handler
         self._bus = bus
         self._reporter = reporter
@@ -113,6 +126,12 @@ class Worker:
             product=dict(envelope.data.get("product") or {}),
             results=dict(envelope.data.get("results") or {}),
         )
+        correlation_id = ctx.correlation_id
+        buffer = ProgressBuffer(
+            lambda report: self._send_progress(report, correlation_id), self._progress_interval
+        )
+        if self._report_progress:
+            ctx = dataclasses.replace(ctx, progress_sink=self._progress_sink(buffer))
         token = bind_step(ctx)
         bound = structlog.contextvars.bind_contextvars(
             workflow_id=ctx.workflow_id, correlation_id=ctx.correlation_id
@@ -127,11 +146,48 @@ class Worker:
                 attempt=ctx.attempt,
             ):
                 report = await self._handle_once(ctx, envelope.timeout)
+                last = await buffer.close()
+                if last is not None:  # recorded by the gateway just before the outcome
+                    part = StepProgressPart.model_validate(last.model_dump(include=_PART))
+                    report = report.model_copy(update={"progress": part})
                 await self._report(report, ctx.correlation_id)
             self.handled += 1
         finally:
+            await buffer.close()  # a handler that raised leaves nothing behind
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
+
+    def _progress_sink(self, buffer: ProgressBuffer) -> ProgressSink:
+        async def sink(
+            ctx: StepContext,
+            fraction: float | None,
+            message: str | None,
+            partial: dict[str, Any] | None,
+        ) -> bool:
+            report = StepProgressRequest(  # a bad fraction or message raises: not taken
+                workflow_id=ctx.workflow_id,
+                step_id=ctx.step_id,
+                step_type=ctx.step_type,
+                attempt=ctx.attempt,
+                fraction=fraction,
+                message=message,
+                partial=partial,
+            )
+            if partial is not None and len(codec.dumps(partial)) > MAX_PARTIAL_BYTES:
+                # The gateway would refuse it (413; over AMQP, a dead letter): not worth sending.
+                log.warning("worker.progress_partial_too_large", step_type=ctx.step_type)
+                return False
+            buffer.offer(report)
+            return True
+
+        return sink
+
+    async def _send_progress(self, report: StepProgressRequest, correlation_id: str) -> bool:
+        send = getattr(self._reporter, "progress", None)
+        if send is None:  # a reporter of its own without progress
+            return False
+        taken: bool = await send(report, correlation_id)
+        return taken
 
     async def _report(self, report: StepCompletedRequest, correlation_id: str | None) -> None:
         """Deliver the report, waiting out an outage of the gateway or the broker (bounded).

@@ -81,8 +81,17 @@ def enhance_product(product: dict[str, Any], results: dict[str, Any]) -> dict[st
 
 
 async def ai_enhancement(ctx: StepContext) -> dict[str, Any]:
-    """Step handler for `ai_enhancement`: `enhance_product` on the step's product and results."""
-    return enhance_product(ctx.product, ctx.results)
+    """Step handler for `ai_enhancement`: `enhance_product` on the step's product and results,
+    its copy reported as it forms: the title, then the description, then the highlights."""
+    result = enhance_product(ctx.product, ctx.results)
+    stages = (("title", "Title written"), ("enhanced_description", "Description written"))
+    partial: dict[str, Any] = {}
+    for i, (field, message) in enumerate(stages, start=1):
+        partial[field] = result[field]
+        await ctx.progress(fraction=i / 3, message=message, partial=dict(partial))
+    partial["highlights"] = result["highlights"]
+    await ctx.progress(fraction=1.0, message="Highlights written", partial=partial)
+    return result
 
 
 def clean_text(text: str) -> str:

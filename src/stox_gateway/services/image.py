@@ -100,6 +100,12 @@ class ImageProcessor:
                 target = self.thumbnail_dir / _thumbnail_name(ctx.workflow_id, index, ref)
                 # Pillow decodes and encodes synchronously; keep it off the event loop.
                 images.append(await asyncio.to_thread(self._process, source, target))
+                # Each thumbnail is shown as soon as it is written (DESIGN §11).
+                await ctx.progress(
+                    fraction=len(images) / len(refs),
+                    message=f"{len(images)} of {len(refs)} images processed",
+                    partial={"thumbnails": [image["thumbnail"] for image in images]},
+                )
         finally:
             if client is not None:
                 await client.aclose()

@@ -76,8 +76,13 @@ def generate_seo(product: dict[str, Any], results: dict[str, Any]) -> dict[str, 
 
 
 async def seo_generation(ctx: StepContext) -> dict[str, Any]:
-    """Step handler for `seo_generation`: `generate_seo` on the step's product and results."""
-    return generate_seo(ctx.product, ctx.results)
+    """Step handler for `seo_generation`: `generate_seo` on the step's product and results,
+    its fields reported as they are ready (the short ones, then keywords and JSON-LD)."""
+    result = generate_seo(ctx.product, ctx.results)
+    first = {k: result[k] for k in ("slug", "meta_title", "meta_description")}
+    await ctx.progress(fraction=0.5, message="Slug and meta tags written", partial=first)
+    await ctx.progress(fraction=1.0, message="Keywords and JSON-LD written", partial=result)
+    return result
 
 
 def slugify(text: str, max_length: int = MAX_SLUG) -> str:

@@ -26,6 +26,7 @@ STEP_CHANGED = (
     "deadline_at",
     "result",
     "error",
+    "progress",
 )
 
 # The outbox columns the relay reads.
@@ -116,6 +117,7 @@ def step_row(workflow_id: str, step: Step) -> dict[str, Any]:
         "deadline_at": step.deadline_at,
         "result": step.result,
         "error": step.error,
+        "progress": step.progress,
     }
 
 
@@ -133,6 +135,7 @@ def step_from_row(row: Any) -> Step:
         deadline_at=row["deadline_at"],
         result=row["result"],
         error=row["error"],
+        progress=row["progress"],
     )
 
 

@@ -86,6 +86,8 @@ steps = sa.Table(
     sa.Column("deadline_at", UTCDateTime, nullable=True),
     sa.Column("result", Json, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # The running attempt's latest progress report (DESIGN §11), for the status answer.
+    sa.Column("progress", Json, nullable=True),
     sa.UniqueConstraint("workflow_id", "position"),
     sa.Index(None, "deadline_at"),
 )

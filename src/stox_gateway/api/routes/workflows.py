@@ -1,5 +1,6 @@
-"""`/api/v1/workflow/*`: upload, status, step-completed, list (DESIGN §3), bulk retry and
-cancel; `/api/v1/workflows`: the paged, filtered, searchable list of summaries."""
+"""`/api/v1/workflow/*`: upload, status, step-completed, step-progress, list (DESIGN §3,
+§11), bulk retry and cancel; `/api/v1/workflows`: the paged, filtered, searchable list of
+summaries."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from stox_gateway.api.errors import ApiError
 from stox_gateway.api.responses import JsonResponse
 from stox_gateway.auth.guard import Caller
 from stox_gateway.engine.models import WorkflowStatus
-from stox_gateway.facade import BulkAction, completion_from_request
+from stox_gateway.facade import BulkAction, completion_from_request, progress_from_request
 from stox_gateway.runtime import Runtime
 from stox_gateway.schemas import (
     BulkRequest,
@@ -29,6 +30,8 @@ from stox_gateway.schemas import (
     ProductUploadRequest,
     StepCompletedRequest,
     StepCompletedResponse,
+    StepProgressRequest,
+    StepProgressResponse,
     UploadAccepted,
     WorkflowPageView,
     WorkflowView,
@@ -110,6 +113,26 @@ async def step_completed(body: StepCompletedRequest, rt: RuntimeDep) -> StepComp
     if not outcome.applied:
         return StepCompletedResponse(message="Step completion already recorded")
     return StepCompletedResponse()
+
+
+@router.post(
+    "/step-progress",
+    response_model=StepProgressResponse,
+    responses=_ERRORS,
+    dependencies=[Depends(require_json), Depends(service_caller)],
+)
+async def step_progress(body: StepProgressRequest, rt: RuntimeDep) -> StepProgressResponse:
+    """A running step reports progress (DESIGN §11): `409` when the step is not running, the
+    attempt is not current or the workflow ended; `partial` over 64 KiB is `413`. Above
+    `workflow.progress_per_second` for the step, the report is held and the latest one is
+    recorded when the next slot opens (`recorded: false`)."""
+    with structlog.contextvars.bound_contextvars(workflow_id=body.workflow_id):
+        recorded = await rt.gateway.report_progress(progress_from_request(body))
+    if not recorded:
+        return StepProgressResponse(
+            recorded=False, message="Step progress held; the latest is recorded next"
+        )
+    return StepProgressResponse(recorded=True)
 
 
 @router.get("/list", response_model=list[WorkflowView], responses=_ERRORS)

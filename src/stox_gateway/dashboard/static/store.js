@@ -130,6 +130,7 @@ function blankStep(step) {
   return {
     id: step.step_id, type: step.step_type, status: 'pending', attempts: 0, max_attempts: null,
     ...(Array.isArray(step.after) ? { after: step.after } : {}), started_at: null, completed_at: null, deadline_at: null, result: null, error: null,
+    progress: null,
   };
 }
 
@@ -155,7 +156,7 @@ export function reduce(previous, message) {
       if (step) {
         Object.assign(step, {
           status: 'running', attempts: data.attempt ?? step.attempts + 1, started_at: at,
-          completed_at: null, error: null,
+          completed_at: null, error: null, progress: null,
         });
       }
       wf.status = 'processing';
@@ -167,7 +168,7 @@ export function reduce(previous, message) {
         Object.assign(step, {
           status: 'running', attempts: data.attempt ?? step.attempts + 1,
           max_attempts: data.max_attempts ?? step.max_attempts, error: data.error ?? null,
-          started_at: startsAt.toISOString(), completed_at: null,
+          started_at: startsAt.toISOString(), completed_at: null, progress: null,
         });
       }
       wf.status = 'processing';
@@ -179,8 +180,14 @@ export function reduce(previous, message) {
       if (step) {
         Object.assign(step, {
           status: 'completed', completed_at: at, result: data.result ?? {}, error: null,
-          attempts: data.attempt ?? step.attempts, deadline_at: null,
+          attempts: data.attempt ?? step.attempts, deadline_at: null, progress: null,
         });
+      }
+      break;
+    case 'step_progress':
+      // A running attempt's latest report; one from an attempt since replaced is ignored.
+      if (step && step.status === 'running' && (data.attempt ?? step.attempts) === step.attempts) {
+        step.progress = { ...data, seq, timestamp: at };
       }
       break;
     case 'workflow_completed':

@@ -23,6 +23,7 @@ const UPDATE_TEXT = {
   workflow_completed: 'Workflow completed',
   workflow_failed: 'Workflow failed',
   workflow_cancelled: 'Workflow cancelled',
+  step_progress: 'Progress',
 };
 const IMAGE_PATH = /^[\w./-]+\.(jpe?g|png|gif|webp|bmp)$/i;
 
@@ -171,7 +172,8 @@ export class WorkflowView {
     steps.forEach((step, index) => {
       const panel = this.results.children[index];
       const waiting = step.status === 'running' ? this.waiting(step) : null;
-      const resultSig = JSON.stringify([step.status, step.result, step.error, waiting]);
+      const resultSig = JSON.stringify([step.status, step.result, step.error, waiting,
+        step.status === 'running' ? step.progress?.seq : null]);
       if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf, waiting))) {
         panel.dataset.testid = `step-result-${step.type}`;
         panel.dataset.state = step.status;
@@ -341,6 +343,9 @@ function resultPanel(step, wf, waiting) {
   }
   if (step.status === 'completed') {
     parts.push(renderResult(step.type, step.result ?? {}));
+  } else if (step.status === 'running' && step.progress) {
+    if (waiting) parts.push(h('p', { class: 'notice notice-warn' }, waiting));
+    parts.push(...progressPanel(step));
   } else if (step.status === 'running' && waiting) {
     // Not "working on it": nothing is, until a service of this type connects.
     parts.push(h('p', { class: 'notice notice-warn' }, waiting));
@@ -351,6 +356,36 @@ function resultPanel(step, wf, waiting) {
       isEnded(wf) ? 'Not run.' : 'Waiting for the steps before it.'));
   }
   return parts;
+}
+
+// A running step's latest report (DESIGN §11): how far, what it says, and what it has made
+// so far, drawn as its result will be (thumbnails one by one, the copy filling in).
+function progressPanel(step) {
+  const { fraction, message, partial } = step.progress;
+  const parts = [];
+  if (typeof fraction === 'number') {
+    const percent = Math.round(Math.min(Math.max(fraction, 0), 1) * 100);
+    parts.push(h('progress', {
+      class: 'step-progress', max: '100', value: String(percent),
+      'aria-label': `${stepLabel(step.type)}: ${percent}%`,
+      'data-testid': `step-progress-${step.type}`,
+    }));
+  }
+  parts.push(h('p', { class: 'muted', 'data-testid': `step-progress-message-${step.type}` },
+    message || 'Working on it…'));
+  if (partial && typeof partial === 'object' && Object.keys(partial).length) {
+    parts.push(h('div', { class: 'partial', 'data-testid': `step-partial-${step.type}` },
+      renderPartial(step.type, partial)));
+  }
+  return parts;
+}
+
+function renderPartial(type, partial) {
+  if (type === 'image_processing' && Array.isArray(partial.thumbnails)) {
+    return h('div', { class: 'thumbs', 'data-testid': 'thumbnails' },
+      partial.thumbnails.map((path) => thumbnail(path, path, [String(path)])));
+  }
+  return renderResult(type, partial);
 }
 
 function renderResult(type, result) {
@@ -455,6 +490,9 @@ function timelineItem(update) {
       + (data.manual ? ' (retry requested)' : '') + (data.error ? ` — ${data.error}` : '');
   } else if (update.type === 'workflow_failed') {
     detail = data.error;
+  } else if (update.type === 'step_progress') {
+    const percent = typeof data.fraction === 'number' ? `${Math.round(data.fraction * 100)}%` : '';
+    detail = [percent, data.message].filter(Boolean).join(' — ') || null;
   }
   return h('li', {
     class: `event event-${update.type}`, 'data-seq': String(update.seq),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16stox/v1/workflow.proto\x12\x07stox.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdf\x01\n\x13\x43ompleteStepRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x11\n\tstep_type\x18\x03 \x01(\t\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tretryable\x18\x08 \x01(\x08H\x01\x88\x01\x01\x42\n\n\x08_attemptB\x0c\n\n_retryable\"I\n\x14\x43ompleteStepResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"I\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\x05since\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x08\n\x06_since\"\x88\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x12\n\nstarted_at\x18\x06 \x01(\t\x12\x14\n\x0c\x63ompleted_at\x18\x07 \x01(\t\x12\'\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\r\n\x05\x61\x66ter\x18\n \x03(\t\x12\x13\n\x0b\x64\x65\x61\x64line_at\x18\x0b \x01(\t\x12(\n\x0bwaiting_for\x18\x0c \x01(\x0b\x32\x13.stox.v1.WaitingFor\"i\n\x0cPipelineStep\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x03(\t\x12\x0f\n\x07timeout\x18\x03 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12\x15\n\rretry_backoff\x18\x05 \x01(\x01\"O\n\x08Pipeline\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12$\n\x05steps\x18\x03 \x03(\x0b\x32\x15.stox.v1.PipelineStep\"P\n\nWaitingFor\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tconsumers\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xab\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12(\n\x07product\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x63urrent_step\x18\x05 \x01(\t\x12\x1c\n\x05steps\x18\x06 \x03(\x0b\x32\r.stox.v1.Step\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x14\n\x0c\x63ompleted_at\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0b \x01(\t\x12\x0b\n\x03seq\x18\x0c \x01(\x03\x12%\n\ndefinition\x18\r \x01(\x0b\x32\x11.stox.v1.Pipeline\"r\n\x06Update\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\ttimestamp\x18\x04 \x01(\t\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct2\xe0\x01\n\x0fWorkflowService\x12K\n\x0c\x43ompleteStep\x12\x1c.stox.v1.CompleteStepRequest\x1a\x1d.stox.v1.CompleteStepResponse\x12=\n\x0bGetWorkflow\x12\x1b.stox.v1.GetWorkflowRequest\x1a\x11.stox.v1.Workflow\x12\x41\n\rWatchWorkflow\x12\x1d.stox.v1.WatchWorkflowRequest\x1a\x0f.stox.v1.Update0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16stox/v1/workflow.proto\x12\x07stox.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x88\x02\n\x13\x43ompleteStepRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x11\n\tstep_type\x18\x03 \x01(\t\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tretryable\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12\'\n\x08progress\x18\t \x01(\x0b\x32\x15.stox.v1.StepProgressB\n\n\x08_attemptB\x0c\n\n_retryable\"~\n\x0cStepProgress\x12\x15\n\x08\x66raction\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07message\x18\x02 \x01(\tH\x01\x88\x01\x01\x12(\n\x07partial\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x0b\n\t_fractionB\n\n\x08_message\"I\n\x14\x43ompleteStepResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"\xe2\x01\n\x15ReportProgressRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x11\n\tstep_type\x18\x03 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\x08\x66raction\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07message\x18\x06 \x01(\tH\x02\x88\x01\x01\x12(\n\x07partial\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructB\n\n\x08_attemptB\x0b\n\t_fractionB\n\n\x08_message\"L\n\x16ReportProgressResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x10\n\x08recorded\x18\x03 \x01(\x08\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"I\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\x05since\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x08\n\x06_since\"\xb3\x02\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x12\n\nstarted_at\x18\x06 \x01(\t\x12\x14\n\x0c\x63ompleted_at\x18\x07 \x01(\t\x12\'\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\r\n\x05\x61\x66ter\x18\n \x03(\t\x12\x13\n\x0b\x64\x65\x61\x64line_at\x18\x0b \x01(\t\x12(\n\x0bwaiting_for\x18\x0c \x01(\x0b\x32\x13.stox.v1.WaitingFor\x12)\n\x08progress\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\"i\n\x0cPipelineStep\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x03(\t\x12\x0f\n\x07timeout\x18\x03 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12\x15\n\rretry_backoff\x18\x05 \x01(\x01\"O\n\x08Pipeline\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12$\n\x05steps\x18\x03 \x03(\x0b\x32\x15.stox.v1.PipelineStep\"P\n\nWaitingFor\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x11\n\tconsumers\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xab\x02\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12(\n\x07product\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x63urrent_step\x18\x05 \x01(\t\x12\x1c\n\x05steps\x18\x06 \x03(\x0b\x32\r.stox.v1.Step\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x14\n\x0c\x63ompleted_at\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x0b \x01(\t\x12\x0b\n\x03seq\x18\x0c \x01(\x03\x12%\n\ndefinition\x18\r \x01(\x0b\x32\x11.stox.v1.Pipeline\"r\n\x06Update\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\ttimestamp\x18\x04 \x01(\t\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct2\xb3\x02\n\x0fWorkflowService\x12K\n\x0c\x43ompleteStep\x12\x1c.stox.v1.CompleteStepRequest\x1a\x1d.stox.v1.CompleteStepResponse\x12Q\n\x0eReportProgress\x12\x1e.stox.v1.ReportProgressRequest\x1a\x1f.stox.v1.ReportProgressResponse\x12=\n\x0bGetWorkflow\x12\x1b.stox.v1.GetWorkflowRequest\x1a\x11.stox.v1.Workflow\x12\x41\n\rWatchWorkflow\x12\x1d.stox.v1.WatchWorkflowRequest\x1a\x0f.stox.v1.Update0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stox.v1.workflow_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMPLETESTEPREQUEST']._serialized_start=66
-  _globals['_COMPLETESTEPREQUEST']._serialized_end=289
-  _globals['_COMPLETESTEPRESPONSE']._serialized_start=291
-  _globals['_COMPLETESTEPRESPONSE']._serialized_end=364
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=366
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=407
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=409
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=482
-  _globals['_STEP']._serialized_start=485
-  _globals['_STEP']._serialized_end=749
-  _globals['_PIPELINESTEP']._serialized_start=751
-  _globals['_PIPELINESTEP']._serialized_end=856
-  _globals['_PIPELINE']._serialized_start=858
-  _globals['_PIPELINE']._serialized_end=937
-  _globals['_WAITINGFOR']._serialized_start=939
-  _globals['_WAITINGFOR']._serialized_end=1019
-  _globals['_WORKFLOW']._serialized_start=1022
-  _globals['_WORKFLOW']._serialized_end=1321
-  _globals['_UPDATE']._serialized_start=1323
-  _globals['_UPDATE']._serialized_end=1437
-  _globals['_WORKFLOWSERVICE']._serialized_start=1440
-  _globals['_WORKFLOWSERVICE']._serialized_end=1664
+  _globals['_COMPLETESTEPREQUEST']._serialized_end=330
+  _globals['_STEPPROGRESS']._serialized_start=332
+  _globals['_STEPPROGRESS']._serialized_end=458
+  _globals['_COMPLETESTEPRESPONSE']._serialized_start=460
+  _globals['_COMPLETESTEPRESPONSE']._serialized_end=533
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=536
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=762
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=764
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=840
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=842
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=883
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=885
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=958
+  _globals['_STEP']._serialized_start=961
+  _globals['_STEP']._serialized_end=1268
+  _globals['_PIPELINESTEP']._serialized_start=1270
+  _globals['_PIPELINESTEP']._serialized_end=1375
+  _globals['_PIPELINE']._serialized_start=1377
+  _globals['_PIPELINE']._serialized_end=1456
+  _globals['_WAITINGFOR']._serialized_start=1458
+  _globals['_WAITINGFOR']._serialized_end=1538
+  _globals['_WORKFLOW']._serialized_start=1541
+  _globals['_WORKFLOW']._serialized_end=1840
+  _globals['_UPDATE']._serialized_start=1842
+  _globals['_UPDATE']._serialized_end=1956
+  _globals['_WORKFLOWSERVICE']._serialized_start=1959
+  _globals['_WORKFLOWSERVICE']._serialized_end=2266
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CompleteStepRequest(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "step_type", "success", "result", "error", "attempt", "retryable")
+    __slots__ = ("workflow_id", "step_id", "step_type", "success", "result", "error", "attempt", "retryable", "progress")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class CompleteStepRequest(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     step_type: str
@@ -25,7 +26,18 @@ class CompleteStepRequest(_message.Message):
     error: str
     attempt: int
     retryable: bool
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., success: _Optional[bool] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., retryable: _Optional[bool] = ...) -> None: ...
+    progress: StepProgress
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., success: _Optional[bool] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., attempt: _Optional[int] = ..., retryable: _Optional[bool] = ..., progress: _Optional[_Union[StepProgress, _Mapping]] = ...) -> None: ...
+
+class StepProgress(_message.Message):
+    __slots__ = ("fraction", "message", "partial")
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    message: str
+    partial: _struct_pb2.Struct
+    def __init__(self, fraction: _Optional[float] = ..., message: _Optional[str] = ..., partial: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CompleteStepResponse(_message.Message):
     __slots__ = ("success", "message", "applied")
@@ -36,6 +48,34 @@ class CompleteStepResponse(_message.Message):
     message: str
     applied: bool
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., applied: _Optional[bool] = ...) -> None: ...
+
+class ReportProgressRequest(_message.Message):
+    __slots__ = ("workflow_id", "step_id", "step_type", "attempt", "fraction", "message", "partial")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step_id: str
+    step_type: str
+    attempt: int
+    fraction: float
+    message: str
+    partial: _struct_pb2.Struct
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., attempt: _Optional[int] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., partial: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ReportProgressResponse(_message.Message):
+    __slots__ = ("success", "message", "recorded")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    message: str
+    recorded: bool
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., recorded: _Optional[bool] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id",)
@@ -52,7 +92,7 @@ class WatchWorkflowRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., since: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error", "after", "deadline_at", "waiting_for")
+    __slots__ = ("id", "type", "status", "attempts", "max_attempts", "started_at", "completed_at", "result", "error", "after", "deadline_at", "waiting_for", "progress")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +105,7 @@ class Step(_message.Message):
     AFTER_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_AT_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     status: str
@@ -77,7 +118,8 @@ class Step(_message.Message):
     after: _containers.RepeatedScalarFieldContainer[str]
     deadline_at: str
     waiting_for: WaitingFor
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., deadline_at: _Optional[str] = ..., waiting_for: _Optional[_Union[WaitingFor, _Mapping]] = ...) -> None: ...
+    progress: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., started_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., deadline_at: _Optional[str] = ..., waiting_for: _Optional[_Union[WaitingFor, _Mapping]] = ..., progress: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class PipelineStep(_message.Message):
     __slots__ = ("type", "after", "timeout", "max_attempts", "retry_backoff")

@@ -39,6 +39,11 @@ class WorkflowServiceStub:
                 request_serializer=stox_dot_v1_dot_workflow__pb2.CompleteStepRequest.SerializeToString,
                 response_deserializer=stox_dot_v1_dot_workflow__pb2.CompleteStepResponse.FromString,
                 _registered_method=True)
+        self.ReportProgress = channel.unary_unary(
+                '/stox.v1.WorkflowService/ReportProgress',
+                request_serializer=stox_dot_v1_dot_workflow__pb2.ReportProgressRequest.SerializeToString,
+                response_deserializer=stox_dot_v1_dot_workflow__pb2.ReportProgressResponse.FromString,
+                _registered_method=True)
         self.GetWorkflow = channel.unary_unary(
                 '/stox.v1.WorkflowService/GetWorkflow',
                 request_serializer=stox_dot_v1_dot_workflow__pb2.GetWorkflowRequest.SerializeToString,
@@ -56,6 +61,13 @@ class WorkflowServiceServicer:
 
     def CompleteStep(self, request, context):
         """A service reports one step's outcome (the rules of POST /api/v1/workflow/step-completed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportProgress(self, request, context):
+        """A running step reports progress (the rules of POST /api/v1/workflow/step-progress).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +94,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CompleteStep,
                     request_deserializer=stox_dot_v1_dot_workflow__pb2.CompleteStepRequest.FromString,
                     response_serializer=stox_dot_v1_dot_workflow__pb2.CompleteStepResponse.SerializeToString,
+            ),
+            'ReportProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProgress,
+                    request_deserializer=stox_dot_v1_dot_workflow__pb2.ReportProgressRequest.FromString,
+                    response_serializer=stox_dot_v1_dot_workflow__pb2.ReportProgressResponse.SerializeToString,
             ),
             'GetWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflow,
@@ -121,6 +138,33 @@ class WorkflowService:
             '/stox.v1.WorkflowService/CompleteStep',
             stox_dot_v1_dot_workflow__pb2.CompleteStepRequest.SerializeToString,
             stox_dot_v1_dot_workflow__pb2.CompleteStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stox.v1.WorkflowService/ReportProgress',
+            stox_dot_v1_dot_workflow__pb2.ReportProgressRequest.SerializeToString,
+            stox_dot_v1_dot_workflow__pb2.ReportProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,
