@@ -12,6 +12,7 @@ from typing import Any
 from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
 from stox_gateway.engine.models import JSON, Step, Update, Workflow
+from stox_gateway.failures import describe
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.routing import GATEWAY_UPDATE
 
@@ -55,6 +56,16 @@ def step_to_wire(step: Step, after: tuple[str, ...] = ()) -> JSON:
         "deadline_at": step.deadline_at,
         "result": step.result,
         "error": step.error,
+        **failure_fields(step.error, step.type),
+    }
+
+
+def failure_fields(error: str | None, step_type: str | None = None) -> JSON:
+    """`error_message` (words for people) and `error_detail` (technical) beside a raw `error`."""
+    failure = describe(error, step_type)
+    return {
+        "error_message": failure.message if failure else None,
+        "error_detail": failure.detail if failure else None,
     }
 
 
@@ -72,6 +83,7 @@ def workflow_to_wire(workflow: Workflow) -> JSON:
         "updated_at": workflow.updated_at,
         "completed_at": workflow.completed_at,
         "error": workflow.error,
+        **failure_fields(workflow.error),
         "correlation_id": workflow.correlation_id,
         "seq": workflow.seq,
     }

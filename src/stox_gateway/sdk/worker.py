@@ -11,7 +11,7 @@ import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from stox_gateway import codec, routing
+from stox_gateway import codec, failures, routing
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
@@ -189,7 +189,7 @@ class Worker:
         except TimeoutError as exc:
             if not deadline.expired():  # the handler's own timeout: a crash like any other
                 log.exception("worker.step_crashed", step_type=ctx.step_type)
-                return StepCompletedRequest(**base, success=False, error=f"TimeoutError: {exc}")
+                return StepCompletedRequest(**base, success=False, error=_crash(ctx, exc))
             log.warning("worker.step_deadline", step_type=ctx.step_type, timeout=timeout)
             return StepCompletedRequest(
                 **base, success=False, error=f"attempt exceeded its deadline of {timeout:g}s"
@@ -197,9 +197,20 @@ class Worker:
         except StepError as exc:
             log.warning("worker.step_failed", step_type=ctx.step_type, error=str(exc))
             return StepCompletedRequest(
-                **base, success=False, error=str(exc), retryable=exc.retryable
+                **base,
+                success=False,
+                error=failures.join(str(exc), exc.detail),
+                retryable=exc.retryable,
             )
         except Exception as exc:
             log.exception("worker.step_crashed", step_type=ctx.step_type)
-            return StepCompletedRequest(**base, success=False, error=f"{type(exc).__name__}: {exc}")
+            return StepCompletedRequest(**base, success=False, error=_crash(ctx, exc))
         return StepCompletedRequest(**base, success=True, result=result or {})
+
+
+def _crash(ctx: StepContext, exc: BaseException) -> str:
+    """A sentence for people; the exception, which may be a repr, only as the detail."""
+    return failures.join(
+        f"The {failures.step_name(ctx.step_type)} service failed unexpectedly.",
+        f"{type(exc).__name__}: {exc}",
+    )
