@@ -22,6 +22,9 @@ WORKFLOW_COMPLETED = "workflow.completed"
 WORKFLOW_FAILED = "workflow.failed"
 STEP_COMPLETED = "step.completed"
 GATEWAY_UPDATE = "gateway.update"
+# On a step message that left the outbox late: when it left (its attempt's deadline runs from
+# then, not from the `deadline_at` in its body).
+DISPATCHED_AT_HEADER = "x-stox-dispatched-at"
 
 _STEP = "step."
 # Keys under `step.` that are reports to the gateway, not work for a service.

@@ -158,7 +158,9 @@ class Runtime:
                 guard,
                 metrics,
                 gateway,
-                CompletionConsumer(gateway),
+                CompletionConsumer(
+                    gateway, on_late=lambda step: metrics.late_reports.labels(step).inc()
+                ),
             )
 
             # The relay and the sweeper start before anything that applies completions, so

@@ -125,6 +125,7 @@ class StepEnvelope(BaseModel):
     step_type: str
     attempt: int = 1
     timeout: float | None = None  # seconds this attempt may take; None: no limit
+    deadline_at: datetime | None = None  # when the gateway counts the attempt as failed
     correlation_id: str | None = None
     timestamp: datetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)

@@ -103,6 +103,8 @@ class _Builder:
             "attempt": step.attempts if step else None,
             # The attempt's budget in seconds: a worker cancels its handler when it is spent.
             "timeout": step.timeout_seconds if step else None,
+            # When the attempt is over: a worker that receives it later skips it.
+            "deadline_at": step.deadline_at if step else None,
             "correlation_id": wf.correlation_id,
             "timestamp": self.now,
             "data": data if data is not None else {"product": wf.product, "results": wf.results()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class Worker:
         report_patience: float = 15.0,
         report_retry_after: float = 1.0,
         refusals_before_giving_up: int = 3,
+        stale_grace: float = 2.0,
     ) -> None:
         self.step_type = step_type
         self._handler = handler
@@ -75,6 +77,8 @@ class Worker:
         self._report_patience, self._report_retry_after = report_patience, report_retry_after
         self._subscription: Subscription | None = None
         self.handled = 0
+        self.skipped_stale = 0  # messages whose attempt was over before they were handled
+        self.stale_grace = stale_grace
         self.reports_refused = 0  # reports the gateway refused for their credentials
         self.refusals_before_giving_up = refusals_before_giving_up
         # Set when the first reports were all refused: this worker's token is wrong, and
@@ -113,6 +117,17 @@ class Worker:
             product=dict(envelope.data.get("product") or {}),
             results=dict(envelope.data.get("results") or {}),
         )
+        if self._is_over(envelope, delivery.message.headers):
+            # The gateway has counted this attempt as failed (and maybe started the next):
+            # working on it would only produce a late report. Acked, not dead-lettered.
+            self.skipped_stale += 1
+            log.info(
+                "worker.stale_attempt_skipped",
+                step_type=ctx.step_type,
+                workflow_id=ctx.workflow_id,
+                attempt=ctx.attempt,
+            )
+            return
         token = bind_step(ctx)
         bound = structlog.contextvars.bind_contextvars(
             workflow_id=ctx.workflow_id, correlation_id=ctx.correlation_id
@@ -132,6 +147,23 @@ class Worker:
         finally:
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
+
+    def _is_over(self, envelope: StepEnvelope, headers: dict[str, Any]) -> bool:
+        """Whether the attempt's deadline (moved when the message left late) has passed, with
+        `stale_grace` seconds for the clocks of two machines."""
+        deadline = envelope.deadline_at
+        if deadline is None:
+            return False
+        dispatched = headers.get(routing.DISPATCHED_AT_HEADER)
+        if isinstance(dispatched, str) and envelope.timeout is not None:
+            try:
+                moved = datetime.fromisoformat(dispatched) + timedelta(seconds=envelope.timeout)
+            except ValueError:
+                moved = deadline
+            deadline = max(deadline, moved)
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        return datetime.now(UTC) > deadline + timedelta(seconds=self.stale_grace)
 
     async def _report(self, report: StepCompletedRequest, correlation_id: str | None) -> None:
         """Deliver the report, waiting out an outage of the gateway or the broker (bounded).
