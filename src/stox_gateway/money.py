@@ -6,12 +6,14 @@ gateway checks an upload's `currency` against the same table the AI copy is form
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from babel.numbers import format_currency, get_currency_precision, is_currency
 
 DEFAULT_CURRENCY = "EUR"
+_CODE_THEN_DIGIT = re.compile(r"^([A-Z]{2,3})(\d)")
 # The copy of the reference AI service is English (its result says `language: en`).
 COPY_LOCALE = "en"
 
@@ -58,5 +60,9 @@ def price_text(amount: Decimal, currency: str) -> str | None:
 
 
 def format_price(amount: Decimal, currency: str, locale: str = COPY_LOCALE) -> str:
-    """The price as people read it in `locale`: `€12.50`, `¥1,235`, `CHF 3.00`."""
-    return str(format_currency(amount, currency, locale=locale))
+    """The price as people read it in `locale`: `€12.50`, `¥1,235`, `CHF 3.00`; rounded as
+    `price_text` rounds (half up), so the copy and the JSON-LD agree."""
+    rounded = price_text(amount, currency)
+    text = str(format_currency(Decimal(rounded) if rounded else amount, currency, locale=locale))
+    # English CLDR glues a letter code to the number ("CHF3.00"); a no-break space reads better.
+    return _CODE_THEN_DIGIT.sub("\\1\u00a0\\2", text)
