@@ -141,7 +141,8 @@ export class WorkflowView {
     renderIfChanged(this.meta, JSON.stringify([wf.id, wf.created_at, wf.completed_at,
       wf.correlation_id]), () => meta(wf));
     this.renderActions(wf);
-    renderIfChanged(this.notice, JSON.stringify([wf.status, wf.error, this.actionError]),
+    renderIfChanged(this.notice,
+      JSON.stringify([wf.status, wf.error, wf.error_message, this.actionError]),
       () => notices(wf, this.actionError));
     const steps = wf.steps ?? [];
     this.wf = wf;
@@ -153,7 +154,8 @@ export class WorkflowView {
     }
     steps.forEach((step, index) => {
       const panel = this.results.children[index];
-      const resultSig = JSON.stringify([step.status, step.result, step.error]);
+      const resultSig = JSON.stringify(
+        [step.status, step.result, step.error, step.error_message, wf.status]);
       if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf))) {
         panel.dataset.testid = `step-result-${step.type}`;
         panel.dataset.state = step.status;
@@ -257,7 +259,8 @@ function notices(wf, actionError) {
   const out = [];
   if (wf.status === 'failed' && wf.error) {
     out.push(h('div', { class: 'notice notice-error', 'data-testid': 'workflow-error' },
-      h('strong', {}, 'Failed: '), wf.error));
+      h('strong', {}, 'Failed: '), failureText(wf),
+      technicalDetail(wf, 'workflow-error-detail')));
   }
   if (wf.status === 'cancelled') {
     out.push(h('div', { class: 'notice', 'data-testid': 'workflow-error' },
@@ -272,6 +275,20 @@ function notices(wf, actionError) {
       'data-testid': 'action-error' }, actionError));
   }
   return out;
+}
+
+/** The failure in words (the gateway's `error_message`), never a Python repr. */
+function failureText(item) {
+  return item.error_message ?? item.error ?? '';
+}
+
+/** The technical detail, folded away: for whoever runs the services, not the shop. */
+function technicalDetail(item, testid) {
+  const detail = item.error_detail;
+  if (!detail || detail === item.error_message) return null;
+  return h('details', { class: 'error-detail', 'data-testid': testid },
+    h('summary', {}, 'Technical detail'),
+    h('pre', { class: 'mono small' }, detail));
 }
 
 function pendingStep(type) {
@@ -309,12 +326,17 @@ function stepCard(step, index, wf) {
 function resultPanel(step, wf) {
   const heading = h('h3', {}, stepLabel(step.type));
   const parts = [heading];
-  if (step.error && step.status !== 'completed') {
+  if (step.error && step.status === 'failed' && wf.status === 'failed'
+    && step.error !== 'cancelled') {
+    // The error is the workflow's, said once in the notice at the top of the page.
+    parts.push(h('p', { class: 'muted', 'data-testid': `step-error-${step.type}` },
+      'This step failed: see the error at the top of the page.'));
+  } else if (step.error && step.status !== 'completed') {
     parts.push(h('div', {
       class: step.status === 'failed' ? 'notice notice-error' : 'notice notice-warn',
       'data-testid': `step-error-${step.type}`,
     }, h('strong', {}, step.status === 'failed' ? 'Error: ' : 'Last attempt failed: '),
-    step.error));
+    failureText(step), technicalDetail(step, `step-error-detail-${step.type}`)));
   }
   if (step.status === 'completed') {
     parts.push(renderResult(step.type, step.result ?? {}));
@@ -411,7 +433,7 @@ function product(wf) {
     p.description ? h('p', { class: 'prose' }, p.description) : null,
     h('dl', { class: 'fields' },
       h('dt', {}, 'Category'), h('dd', {}, p.category || '—'),
-      h('dt', {}, 'Price'), h('dd', {}, price(p.price)),
+      h('dt', {}, 'Price'), h('dd', { 'data-testid': 'product-price' }, price(p.price, p.currency)),
       h('dt', {}, 'Images'),
       h('dd', {}, images.length ? h('ul', { class: 'plain' }, images.map((ref) => h('li', {},
         /^https?:\/\//i.test(ref)
@@ -426,9 +448,10 @@ function timelineItem(update) {
   let detail = null;
   if (update.type === 'step_retrying') {
     detail = `attempt ${data.attempt}${data.max_attempts ? ` of ${data.max_attempts}` : ''}`
-      + (data.manual ? ' (retry requested)' : '') + (data.error ? ` — ${data.error}` : '');
+      + (data.manual ? ' (retry requested)' : '')
+      + (data.error ? ` — ${data.error_message ?? data.error}` : '');
   } else if (update.type === 'workflow_failed') {
-    detail = data.error;
+    detail = data.error_message ?? data.error;
   }
   return h('li', {
     class: `event event-${update.type}`, 'data-seq': String(update.seq),
