@@ -450,9 +450,8 @@ function timelineItem(update) {
     detail = `attempt ${data.attempt}${data.max_attempts ? ` of ${data.max_attempts}` : ''}`
       + (data.manual ? ' (retry requested)' : '')
       + (data.error ? ` — ${data.error_message ?? data.error}` : '');
-  } else if (update.type === 'workflow_failed') {
-    detail = data.error_message ?? data.error;
   }
+  // workflow_failed: its reason is the notice at the top of the page, said once.
   return h('li', {
     class: `event event-${update.type}`, 'data-seq': String(update.seq),
     'data-type': update.type,
@@ -460,7 +459,7 @@ function timelineItem(update) {
   h('span', { class: 'event-seq mono' }, `#${update.seq}`),
   h('span', { class: 'event-text' },
     h('strong', {}, UPDATE_TEXT[update.type] ?? update.type),
-    step && update.type !== 'workflow_failed' ? ` · ${step}` : '',
+    step ? ` · ${step}` : '',
     detail ? h('span', { class: 'event-detail' }, detail) : null),
   h('time', { class: 'muted small', datetime: update.timestamp }, clock(update.timestamp)));
 }
