@@ -197,7 +197,4 @@ def describe(error: str | None, step_type: str | None = None) -> Failure | None:
         else:
             why = "failed unexpectedly."
         return Failure(f"{who} {why}", error.strip())
-    message = head[0].upper() + head[1:]
-    if message[-1].isalnum() or message[-1] in "`'\")":
-        message += "."
-    return Failure(message, detail)
+    return Failure(head, detail)  # the service's own words, as it wrote them

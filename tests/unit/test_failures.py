@@ -92,6 +92,6 @@ def test_a_services_own_sentence_and_detail_are_kept_apart() -> None:
         "The product has no name.", "KeyError: 'name'"
     )
     assert describe("quota of the translation API reached") == Failure(
-        "Quota of the translation API reached.", None
+        "quota of the translation API reached", None
     )
     assert describe(None) is None and describe("  ") is None
