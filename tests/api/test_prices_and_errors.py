@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from stox_gateway import codec, routing
 from stox_gateway.bus.memory import MemoryBus
 from stox_gateway.bus.port import Message
 from tests.api.test_workflow_routes import PRODUCT, assert_error, complete, status, upload
-from tests.support import RunningGateway
+from tests.support import RunningGateway, make_settings, running_gateway
 
 
 @pytest.fixture
@@ -118,3 +119,28 @@ async def test_a_late_amqp_report_is_acked_and_counted_not_dead_lettered(
             await asyncio.sleep(0.02)
     prefix = manual_gateway.runtime.settings.rabbitmq.queue_prefix
     assert await bus.dead_letters(routing.completion_queue(prefix)) == []
+
+
+async def test_the_reference_services_price_and_picture_in_the_workflows_terms(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, server={"public_url": "https://shop.example.com"})
+    async with (
+        running_gateway(settings) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as http,
+    ):
+        answer = await http.post(
+            "/api/v1/workflow/upload", json={**PRODUCT, "price": 1234.5, "currency": "JPY"}
+        )
+        workflow_id = answer.json()["workflow_id"]
+        async with asyncio.timeout(30):
+            while (workflow := await status(http, workflow_id))["status"] == "processing":
+                await asyncio.sleep(0.05)
+    assert workflow["status"] == "completed", workflow
+    results = {s["type"]: s["result"] for s in workflow["steps"]}
+    offer = results["seo_generation"]["json_ld"]["offers"]
+    assert (offer["price"], offer["priceCurrency"]) == ("1235", "JPY")
+    images = results["seo_generation"]["json_ld"]["image"]
+    assert len(images) == 2
+    assert all(i.startswith("https://shop.example.com/media/thumbnails/") for i in images)
+    assert "Premium price: ¥1,235" in results["ai_enhancement"]["highlights"]
