@@ -5,6 +5,9 @@ from the kinds below; the edges (HTTP handlers, gRPC servers, the WebSocket rout
 error up in `ANSWERS` by its class, nearest ancestor first, and answer as the table says.
 
 StoxError                 500  INTERNAL             1011  anything unexpected: a generic answer
+├── Misconfigured                                       the configuration does not fit what
+│                                                       exists (a broker's queues): at start, one
+│                                                       line naming the setting, exit non-zero
 ├── InvalidInput          400  INVALID_ARGUMENT     4400
 ├── Unauthenticated       401  UNAUTHENTICATED      4401
 ├── Forbidden             403  PERMISSION_DENIED    4403
@@ -35,6 +38,12 @@ class StoxError(Exception):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class Misconfigured(StoxError):
+    """Refused at start: the message names the setting to change."""
+
+    code = "misconfigured"
 
 
 class InvalidInput(StoxError):

@@ -41,6 +41,10 @@ UPDATE_BUCKETS_HEADER = "BCC"
 OWNER_BUCKETS = 1024
 WORKFLOW_BUCKETS = 4096
 
+# On a step message that left the outbox late: when it left (its attempt's deadline runs from
+# then, not from the `deadline_at` in its body).
+DISPATCHED_AT_HEADER = "x-stox-dispatched-at"
+
 _STEP = "step."
 # Keys under `step.` that are reports to the gateway, not work for a service.
 REPORT_KEYS = frozenset({STEP_COMPLETED, STEP_PROGRESS})

@@ -191,7 +191,9 @@ class Runtime:
                 guard,
                 metrics,
                 gateway,
-                CompletionConsumer(gateway),
+                CompletionConsumer(
+                    gateway, on_late=lambda step: metrics.late_reports.labels(step).inc()
+                ),
                 services,
             )
 

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from stox_gateway.money import check_currency
 from stox_gateway.text import json_text, multiline, single_line
 
 MAX_IMAGES = 20
@@ -44,6 +45,10 @@ def check_image_reference(value: str) -> str:
 ImageReference = Annotated[str, AfterValidator(check_image_reference)]
 
 
+def is_url(reference: str) -> bool:
+    return reference.startswith(("http://", "https://"))
+
+
 class ProductUploadRequest(BaseModel):
     """A product to run through the pipeline. Unknown fields are ignored."""
 
@@ -67,6 +72,11 @@ class ProductUploadRequest(BaseModel):
     images: list[ImageReference] = Field(default_factory=list, max_length=MAX_IMAGES)
     category: Annotated[str, SingleLine] = Field("", max_length=200)
     price: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
+    currency: Annotated[str, AfterValidator(check_currency)] | None = Field(
+        None,
+        description="ISO 4217 code of `price` (EUR, USD, JPY, …); default: shop.currency",
+        examples=["EUR"],
+    )
     workflow_type: str | None = Field(
         None,
         max_length=64,
@@ -164,6 +174,7 @@ class StepEnvelope(BaseModel):
     step_type: str
     attempt: int = 1
     timeout: float | None = None  # seconds this attempt may take; None: no limit
+    deadline_at: datetime | None = None  # when the gateway counts the attempt as failed
     correlation_id: str | None = None
     timestamp: datetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -198,7 +209,9 @@ class StepView(BaseModel):
     completed_at: datetime | None
     deadline_at: datetime | None
     result: dict[str, Any] | None
-    error: str | None
+    error: str | None = Field(description="the error as the service reported it")
+    error_message: str | None = Field(None, description="the error in words for people")
+    error_detail: str | None = Field(None, description="its technical detail, if any")
     waiting_for: WaitingForView | None = Field(
         None, description="set while no service of the step's type is connected"
     )
@@ -218,6 +231,8 @@ class WorkflowView(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     error: str | None
+    error_message: str | None = Field(None, description="the error in words for people")
+    error_detail: str | None = Field(None, description="its technical detail, if any")
     correlation_id: str
     seq: int = Field(description="seq of the last update: resume the WebSocket from here")
     definition: PipelineView = Field(description="the definition the workflow started with")

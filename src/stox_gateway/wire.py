@@ -15,6 +15,7 @@ from urllib.parse import quote
 from stox_gateway import codec
 from stox_gateway.engine.machine import BusEvent, Transition
 from stox_gateway.engine.models import JSON, Step, StepStatus, Update, Workflow, WorkflowStatus
+from stox_gateway.failures import describe
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.routing import GATEWAY_UPDATE
 
@@ -65,6 +66,16 @@ def step_to_wire(step: Step, after: tuple[str, ...] = (), waiting: JSON | None =
         "error": step.error,
         "waiting_for": waiting,
         "progress": step.progress if step.status is StepStatus.RUNNING else None,
+        **failure_fields(step.error, step.type),
+    }
+
+
+def failure_fields(error: str | None, step_type: str | None = None) -> JSON:
+    """`error_message` (words for people) and `error_detail` (technical) beside a raw `error`."""
+    failure = describe(error, step_type)
+    return {
+        "error_message": failure.message if failure else None,
+        "error_detail": failure.detail if failure else None,
     }
 
 
@@ -91,6 +102,7 @@ def workflow_to_wire(workflow: Workflow, waiting_for: WaitingFor | None = None) 
         "updated_at": workflow.updated_at,
         "completed_at": workflow.completed_at,
         "error": workflow.error,
+        **failure_fields(workflow.error),
         "correlation_id": workflow.correlation_id,
         "seq": workflow.seq,
     }
@@ -144,9 +156,10 @@ def _failed_step(workflow: Workflow) -> JSON | None:
     if workflow.status is not WorkflowStatus.FAILED:
         return None
     step = next((s for s in workflow.steps if s.status is StepStatus.FAILED), None)
-    if step is None:
-        return {"type": None, "reason": one_line(workflow.error)}
-    return {"type": step.type, "reason": one_line(step.error or workflow.error)}
+    step_type = step.type if step else None
+    # The reason in words (failures.py), its technical detail left for the workflow's page.
+    failure = describe((step.error if step else None) or workflow.error, step_type)
+    return {"type": step_type, "reason": one_line(failure.message if failure else None)}
 
 
 def _thumbnail_url(workflow: Workflow) -> str | None:

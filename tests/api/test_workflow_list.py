@@ -56,7 +56,7 @@ async def seed(client: httpx.AsyncClient) -> list[str]:
         await status(client, ids[0]),
         0,
         success=False,
-        error="  \nThe image could not be downloaded\nTraceback: ...",
+        error="The image could not be downloaded\n\nConnectError('[Errno -2] Name or service not known')",
         retryable=False,
     )
     assert failed.status_code == 200, failed.text
@@ -96,8 +96,8 @@ async def test_the_list_is_paged_with_a_total_and_rows_a_person_can_scan(
     assert lamp["id"] == ids[0]
     assert lamp["status"] == "failed"
     assert lamp["price"] == 89.9
-    # The currency is the stored product's: this upload does not keep one (yet), so none.
-    assert lamp["currency"] is None
+    # The currency is the stored product's: an upload without one gets shop.currency.
+    assert lamp["currency"] == "EUR"
     assert lamp["failed_step"] == {
         "type": "image_processing",
         "reason": "The image could not be downloaded",

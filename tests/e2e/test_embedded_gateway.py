@@ -68,25 +68,17 @@ async def test_the_seed_upload_completes_live_over_the_websocket(embedded: str) 
     assert elapsed < 20  # generous: the measured figure lives in bench/, not here
 
 
-async def test_a_missing_image_fails_the_workflow_with_the_reason(embedded: str) -> None:
+async def test_an_image_not_in_the_media_folder_is_refused_at_upload(embedded: str) -> None:
     async with httpx.AsyncClient(base_url=embedded) as http:
         answer = await http.post(
-            "/api/v1/workflow/upload", json={**SEED_UPLOAD, "images": ["no-such-file.jpg"]}
+            "/api/v1/workflow/upload",
+            json={**SEED_UPLOAD, "images": ["image1.jpg", "no-such-file.jpg"]},
         )
-        workflow_id = answer.json()["workflow_id"]
-        ws_url = embedded.replace("http", "ws") + f"/ws?workflow_id={workflow_id}"
-        async with websockets.connect(ws_url) as ws:
-            messages = await receive_until(
-                ws, "workflow_failed", timeout=20, or_snapshot_status="failed"
-            )
-    last = messages[-1]
-    if last["type"] == "snapshot":  # it had failed before the socket was open
-        error = last["data"]["error"]
-        [failed_step] = [s["type"] for s in last["data"]["steps"] if s["status"] == "failed"]
-    else:
-        error, failed_step = last["data"]["error"], last["data"]["step_type"]
-    assert "no-such-file.jpg" in error
-    assert failed_step == "image_processing"
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "image_not_found"
+    assert "`no-such-file.jpg`" in error["message"] and "image1.jpg" not in error["message"]
+    assert error["details"][0]["field"] == "images.1"
 
 
 def test_the_gateway_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -24,7 +24,11 @@ def test_a_row_has_the_thumbnail_price_currency_and_the_failed_step_in_one_line(
     failed = complete(made, 1, success=False, error="\n  Timed out after 60 s \nTraceback…")
     row = workflow_summary_to_wire(failed.workflow, T0 + timedelta(hours=1))
     assert row["status"] == "failed"
-    assert row["failed_step"] == {"type": "ai_enhancement", "reason": "Timed out after 60 s"}
+    # The reason in words (failures.py), not the service's technical text.
+    assert row["failed_step"] == {
+        "type": "ai_enhancement",
+        "reason": "The ai enhancement service did not get an answer in time.",
+    }
     assert row["running_steps"] == []
     assert row["duration_seconds"] == 0.0  # it ended at T0, not an hour later
 

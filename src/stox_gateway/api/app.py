@@ -13,12 +13,17 @@ from stox_gateway import __version__, dashboard
 from stox_gateway.api.docs import install_docs
 from stox_gateway.api.errors import install_error_handlers
 from stox_gateway.api.login_throttle import LoginThrottle
-from stox_gateway.api.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware
+from stox_gateway.api.middleware import (
+    BodySizeLimitMiddleware,
+    CorrelationIdMiddleware,
+    StartupRefusalMiddleware,
+)
 from stox_gateway.api.rate_limit import RateLimitMiddleware
 from stox_gateway.api.routes import auth, health, metrics, pipelines, workflows, ws
 from stox_gateway.api.timing import RequestTimingMiddleware
 from stox_gateway.bus.port import Bus
 from stox_gateway.config.settings import Settings
+from stox_gateway.errors import Misconfigured
 from stox_gateway.runtime import Runtime
 
 
@@ -30,12 +35,16 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Runtime.open(settings, bus=bus) as runtime:
-            app.state.runtime = runtime
-            try:
-                yield
-            finally:
-                app.state.runtime = None
+        try:
+            async with Runtime.open(settings, bus=bus) as runtime:
+                app.state.runtime = runtime
+                try:
+                    yield
+                finally:
+                    app.state.runtime = None
+        except Misconfigured as exc:
+            app.state.startup_refusal = str(exc)  # said in one line by whoever runs the server
+            raise
 
     app = FastAPI(
         title="Stox Gateway",
@@ -53,6 +62,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle(settings.auth)
     app.state.websockets_per_client = Counter()
     app.state.runtime = None
+    app.state.startup_refusal = None
     install_error_handlers(app)
     install_docs(app)
     app.include_router(workflows.router)
@@ -90,4 +100,5 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         # The media route counts its own (larger) body; every other route has the server's.
         exempt=(dashboard.MEDIA_UPLOAD_PATH,),
     )
+    app.add_middleware(StartupRefusalMiddleware, refusal=lambda: app.state.startup_refusal)
     return app

@@ -1,9 +1,11 @@
-"""Pure ASGI middleware: the correlation id, and the request-body size limit."""
+"""Pure ASGI middleware: the correlation id, the request-body size limit, and a start-up
+refusal without its traceback."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -14,6 +16,27 @@ from stox_gateway.api.errors import error_response
 CORRELATION_HEADER = b"x-correlation-id"
 DRAIN_LIMIT = 64 * 1024 * 1024  # past this a client is abusive: just close
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class StartupRefusalMiddleware:
+    """A start-up refused for the configuration (`Misconfigured`) leaves no traceback in the
+    log: the lifespan keeps its one line in `app.state.startup_refusal`, and the command that
+    runs the server prints it and exits non-zero."""
+
+    def __init__(self, app: ASGIApp, *, refusal: Callable[[], str | None]) -> None:
+        self.app, self._refusal = app, refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_quietly(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self._refusal():
+                message = {**message, "message": ""}  # uvicorn logs a non-empty one
+            await send(message)
+
+        await self.app(scope, receive, send_quietly)
 
 
 class CorrelationIdMiddleware:

@@ -2,12 +2,14 @@
 servicer, all three calling `facade.Gateway.complete`.
 
 A report is acked only after the engine committed it, or dead-lettered with the reason when
-the gateway refuses it (unknown workflow, a report that does not fit, malformed or forged).
+the gateway refuses it (unknown workflow, a report that does not fit, malformed or forged). A
+late report, for an attempt that is already over, is acked, counted and logged at info.
 `ReportConsumer` is the part the progress consumer (`progress_consumer.py`) shares.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,12 +19,16 @@ from pydantic import ValidationError
 from stox_gateway import codec
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Delivery, Reject
+from stox_gateway.engine.errors import StaleAttempt, StepNotRunning, WorkflowEnded
 from stox_gateway.errors import StoxError, Unavailable, answer_for
 from stox_gateway.facade import Gateway, completion_from_request
 from stox_gateway.observability.tracing import span
 from stox_gateway.schemas import CompletionEnvelope, ProgressEnvelope
 
 log = structlog.get_logger(__name__)
+
+# Reports for an attempt that is already over: acked and counted, not dead-lettered.
+LATE = (StaleAttempt, WorkflowEnded, StepNotRunning)
 
 
 class ReportConsumer:
@@ -37,10 +43,19 @@ class ReportConsumer:
 
     envelope: type[CompletionEnvelope] | type[ProgressEnvelope]
     operation = ""  # the span's name and the log lines' prefix
+    late_event = "completion.late"
 
-    def __init__(self, gateway: Gateway, *, patience: float = 15.0, retry_after: float = 1.0):
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        patience: float = 15.0,
+        retry_after: float = 1.0,
+        on_late: Callable[[str], None] | None = None,
+    ):
         self._gateway = gateway
         self.patience, self.retry_after = patience, retry_after
+        self._on_late = on_late
 
     async def apply(self, request: Any) -> None:
         raise NotImplementedError
@@ -83,6 +98,12 @@ class ReportConsumer:
                         f"{self.operation}.waiting_for_database", error=str(error), via="amqp"
                     ),
                 )
+        except LATE as exc:
+            # Expected after a timeout or a failure elsewhere in the workflow: the attempt is
+            # over and its report changes nothing, so it is no error to keep.
+            log.info(self.late_event, reason=str(exc), code=exc.code, via="amqp")
+            if self._on_late is not None:
+                self._on_late(request.step_type)
         except StoxError as exc:
             if answer_for(exc).http >= 500:
                 raise

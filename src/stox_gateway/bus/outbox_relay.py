@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -28,7 +29,7 @@ from stox_gateway.bus import update_batch
 from stox_gateway.bus.port import Bus, BusError, Message, Unroutable
 from stox_gateway.engine.errors import Unavailable
 from stox_gateway.observability.tracing import span
-from stox_gateway.routing import GATEWAY_UPDATE, is_step_message
+from stox_gateway.routing import DISPATCHED_AT_HEADER, GATEWAY_UPDATE, is_step_message
 from stox_gateway.store.port import OutboxRow, WorkflowStore
 
 MAX_MERGED_BODY = 256 * 1024  # bytes: merged update messages stay far below broker limits
@@ -121,6 +122,16 @@ class OutboxRelay:
                 # step's deadline runs from now, or it would time out as it is delivered.
                 await self._store.extend_deadlines(late, self._clock())
             groups = merge_updates(batch.rows)
+            if late:
+                # The worker reads the attempt's deadline from the body; this one moved.
+                dispatched = {DISPATCHED_AT_HEADER: self._clock().isoformat()}
+                late_ids = {r.id for r in late}
+                groups = [
+                    (rows, replace(m, headers={**m.headers, **dispatched}))
+                    if rows[0].id in late_ids
+                    else (rows, m)
+                    for rows, m in groups
+                ]
             # Pipelined: every publish of the batch is in flight at once and the confirms come
             # back together. One channel keeps the publish order, so a workflow's updates
             # still leave in seq order.

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stox_gateway.errors import Unavailable
+from stox_gateway.errors import Misconfigured, Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +129,13 @@ class BusUnavailable(BusError):
 
 class Unroutable(BusError):
     """A mandatory message matched no queue."""
+
+
+class QueueMismatch(Misconfigured):
+    """A queue this process would declare exists with other arguments (another deployment's
+    dead-letter exchange, another queue type): RabbitMQ answers PRECONDITION_FAILED."""
+
+    code = "queue_mismatch"
 
 
 class Reject(Exception):

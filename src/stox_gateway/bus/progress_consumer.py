@@ -26,6 +26,7 @@ class ProgressConsumer(ReportConsumer):
 
     envelope = ProgressEnvelope
     operation = "report_progress"
+    late_event = "progress.dropped"
 
     async def apply(self, request: Any) -> None:
         await self._gateway.report_progress(progress_from_request(request))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -58,6 +59,7 @@ from stox_gateway.bus.port import (
     Handler,
     Message,
     QueueCounts,
+    QueueMismatch,
     QueueSpec,
     Reject,
     Transient,
@@ -207,13 +209,16 @@ class RabbitMQBus:
 
     async def _declare_on(self, channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
         exchange = await channel.get_exchange(self._settings.exchange, ensure=False)
-        queue = await channel.declare_queue(
-            spec.name,
-            durable=spec.durable and not spec.exclusive,
-            exclusive=spec.exclusive,
-            auto_delete=spec.exclusive,
-            arguments=self._queue_arguments(spec),
-        )
+        try:
+            queue = await channel.declare_queue(
+                spec.name,
+                durable=spec.durable and not spec.exclusive,
+                exclusive=spec.exclusive,
+                auto_delete=spec.exclusive,
+                arguments=self._queue_arguments(spec),
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise self._mismatch(spec.name, str(exc)) from None
         self._declared.add(spec.name)
         for key in spec.bindings:
             await queue.bind(exchange, routing_key=key)
@@ -229,6 +234,23 @@ class RabbitMQBus:
             await dead.bind(dlx, routing_key=spec.name)
             self._declared.add(dead.name)
         return queue
+
+    def _mismatch(self, queue: str, said: str) -> QueueMismatch:
+        """One line naming the setting to change, for the broker's PRECONDITION_FAILED."""
+        found = re.search(r"inequivalent arg '([^']+)'", said)
+        argument = found.group(1) if found else "an argument"
+        if argument == "x-queue-type":
+            fix = "set rabbitmq.queue_type (STOX_RABBITMQ__QUEUE_TYPE) to the queue's type"
+        else:
+            fix = (
+                "another deployment with another rabbitmq.exchange uses these queues: give this "
+                "one a rabbitmq.queue_prefix of its own (STOX_RABBITMQ__QUEUE_PREFIX)"
+            )
+        return QueueMismatch(
+            f"RabbitMQ queue {queue!r} exists with another {argument} than this configuration "
+            f"declares (exchange {self._settings.exchange!r}, queue_type "
+            f"{self._settings.queue_type!r}): {fix}"
+        )
 
     async def declare(self, queue: QueueSpec) -> None:
         if self._channel is None:

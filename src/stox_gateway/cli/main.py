@@ -13,6 +13,7 @@ from stox_gateway.cli.dead_letters import dead_letters_app
 from stox_gateway.cli.operator import config_app, db_app, workflows_app
 from stox_gateway.cli.settings import ConfigOption, load_cli_settings
 from stox_gateway.engine.definitions import NAME, STEP_TYPES, load_definitions
+from stox_gateway.errors import Misconfigured
 
 _R = TypeVar("_R")
 
@@ -97,7 +98,13 @@ def serve(
     from stox_gateway.api.server import GatewayServer
 
     app_ = create_app(settings)
-    GatewayServer(uvicorn.Config(app_, **options), app_).run()
+    try:
+        GatewayServer(uvicorn.Config(app_, **options), app_).run()
+    finally:
+        # uvicorn exits (status 3) when the start-up failed; a refusal says why, once.
+        if app_.state.startup_refusal:
+            typer.echo(f"error: {app_.state.startup_refusal}", err=True)
+            raise typer.Exit(2)
 
 
 @app.command()
@@ -142,7 +149,11 @@ def worker(
     if step not in load_definitions(settings).step_types:
         # Not an error: the gateways may run another configuration than this worker.
         typer.echo(f"warning: no pipeline in this configuration has a step {step!r}", err=True)
-    status = run_on_fast_loop(run_worker(step, chosen, settings=settings, noop=noop))
+    try:
+        status = run_on_fast_loop(run_worker(step, chosen, settings=settings, noop=noop))
+    except Misconfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if status:
         raise typer.Exit(status)
 

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from stox_gateway.config.durations import Duration
+from stox_gateway.money import DEFAULT_CURRENCY, check_currency
 
 Environment = Literal["development", "test", "production"]
 
@@ -53,6 +54,29 @@ class ServerSettings(BaseModel):
         default_factory=list,
         description="addresses whose X-Forwarded-For is believed (e.g. the load balancer's)",
     )
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "the address browsers and search engines reach the gateway at, such as "
+            "https://shop.example.com; absolute image URLs in the SEO step's JSON-LD are built "
+            "from it (unset: http://localhost:<port>)"
+        ),
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _an_http_url(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("must be an http(s) URL such as https://shop.example.com")
+        return url.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """`public_url`, else the local address the gateway listens on."""
+        return self.public_url or f"http://localhost:{self.port}"
 
 
 class RabbitMQSettings(BaseModel):
@@ -295,6 +319,18 @@ class MediaSettings(BaseModel):
     )
 
 
+class ShopSettings(BaseModel):
+    currency: str = Field(
+        default=DEFAULT_CURRENCY,
+        description="ISO 4217 code of an upload's price when the upload names none",
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, code: str) -> str:
+        return check_currency(code)
+
+
 class LoggingSettings(BaseModel):
     level: str = "INFO"
     format: Literal["auto", "console", "json"] = "auto"
@@ -363,6 +399,7 @@ class Settings(BaseSettings):
     workers: WorkersSettings = WorkersSettings()
     websocket: WebSocketSettings = WebSocketSettings()
     media: MediaSettings = MediaSettings()
+    shop: ShopSettings = ShopSettings()
     logging: LoggingSettings = LoggingSettings()
     grpc: GrpcSettings = GrpcSettings()
     auth: AuthSettings = AuthSettings()

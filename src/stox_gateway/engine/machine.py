@@ -32,6 +32,7 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
+from stox_gateway.failures import describe
 from stox_gateway.routing import (
     WORKFLOW_COMPLETED,
     WORKFLOW_FAILED,
@@ -104,6 +105,8 @@ class _Builder:
             "attempt": step.attempts if step else None,
             # The attempt's budget in seconds: a worker cancels its handler when it is spent.
             "timeout": step.timeout_seconds if step else None,
+            # When the attempt is over: a worker that receives it later skips it.
+            "deadline_at": step.deadline_at if step else None,
             "correlation_id": wf.correlation_id,
             "timestamp": self.now,
             "data": data if data is not None else {"product": wf.product, "results": wf.results()},
@@ -438,6 +441,7 @@ def _fail_attempt(
                 "attempt": step.attempts + 1,
                 "max_attempts": step.max_attempts,
                 "error": error,
+                **_failure(error, step.type),
                 "retry_in_seconds": round(delay, 3),
             },
         )
@@ -466,9 +470,23 @@ def _fail_attempt(
             )
     message = f"{step.type} failed after {step.attempts} attempt(s): {error}"
     b.workflow = b.workflow.evolve(status=WorkflowStatus.FAILED, completed_at=b.now, error=message)
-    data: dict[str, Any] = {"error": message, "step_id": step.id, "step_type": step.type}
+    data: dict[str, Any] = {
+        "error": message,
+        **_failure(message),
+        "step_id": step.id,
+        "step_type": step.type,
+    }
     b.update(UpdateType.WORKFLOW_FAILED, data)
     b.event(WORKFLOW_FAILED, step=step, data={**data, "product": b.workflow.product})
+
+
+def _failure(error: str, step_type: str | None = None) -> dict[str, Any]:
+    """The error in words and its detail, so a browser shows what the status answer shows."""
+    failure = describe(error, step_type)
+    return {
+        "error_message": failure.message if failure else None,
+        "error_detail": failure.detail if failure else None,
+    }
 
 
 def _complete_workflow(b: _Builder) -> None:

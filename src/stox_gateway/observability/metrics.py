@@ -45,6 +45,12 @@ class Metrics:
         self.step_retries = Counter(
             "stox_step_retries_total", "Step attempts retried", ["step_type"], registry=registry
         )
+        self.late_reports = Counter(
+            "stox_late_reports_total",
+            "Step reports for an attempt already over (after a timeout, a failure or a cancel)",
+            ["step_type"],
+            registry=registry,
+        )
         self.outbox_backlog = Gauge(
             "stox_outbox_backlog", "Outbox rows not yet published", registry=registry
         )

@@ -6,7 +6,9 @@ the report was accepted. It imports neither FastAPI nor SQLAlchemy.
 
 The handler gets a `StepContext` (the product, the results of the steps before it by type)
 and returns the step's result; raising `Retry` fails this attempt (retried with backoff),
-`NonRetryable` fails the step for good. Serve it with `run_worker` in a process of its own, or
+`NonRetryable` fails the step for good; both take a sentence for people and an optional
+`detail=` (the technical text, shown folded away). An attempt whose deadline passed before it
+was received is skipped, not run. Serve it with `run_worker` in a process of its own, or
 with `stox-gateway worker translation --handler translation:translate`:
 
     import asyncio

@@ -8,9 +8,14 @@ StepError
 
 
 class StepError(Exception):
-    """A handler's way to fail a step with a message meant for people."""
+    """A handler's way to fail a step with a message meant for people; `detail` is the
+    technical text (an exception, a status line) shown folded away under it."""
 
     retryable = True
+
+    def __init__(self, message: str = "", *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class Retry(StepError):

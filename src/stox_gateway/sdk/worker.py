@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from stox_gateway import codec, routing
+from stox_gateway import codec, failures, routing
 from stox_gateway.bus.patience import with_patience
 from stox_gateway.bus.port import Bus, Delivery, QueueSpec, Reject, Subscription, Transient
 from stox_gateway.observability.tracing import span
@@ -71,6 +72,7 @@ class Worker:
         refusals_before_giving_up: int = 3,
         report_progress: bool = True,
         progress_interval: float = 0.1,
+        stale_grace: float = 2.0,
     ) -> None:
         self.step_type = step_type
         self._report_progress = report_progress
@@ -88,6 +90,8 @@ class Worker:
         self._report_patience, self._report_retry_after = report_patience, report_retry_after
         self._subscription: Subscription | None = None
         self.handled = 0
+        self.skipped_stale = 0  # messages whose attempt was over before they were handled
+        self.stale_grace = stale_grace
         self.reports_refused = 0  # reports the gateway refused for their credentials
         self.refusals_before_giving_up = refusals_before_giving_up
         # Set when the first reports were all refused: this worker's token is wrong, and
@@ -126,6 +130,17 @@ class Worker:
             product=dict(envelope.data.get("product") or {}),
             results=dict(envelope.data.get("results") or {}),
         )
+        if self._is_over(envelope, delivery.message.headers):
+            # The gateway has counted this attempt as failed (and maybe started the next):
+            # working on it would only produce a late report. Acked, not dead-lettered.
+            self.skipped_stale += 1
+            log.info(
+                "worker.stale_attempt_skipped",
+                step_type=ctx.step_type,
+                workflow_id=ctx.workflow_id,
+                attempt=ctx.attempt,
+            )
+            return
         correlation_id = ctx.correlation_id
         buffer = ProgressBuffer(
             lambda report: self._send_progress(report, correlation_id), self._progress_interval
@@ -189,6 +204,23 @@ class Worker:
         taken: bool = await send(report, correlation_id)
         return taken
 
+    def _is_over(self, envelope: StepEnvelope, headers: dict[str, Any]) -> bool:
+        """Whether the attempt's deadline (moved when the message left late) has passed, with
+        `stale_grace` seconds for the clocks of two machines."""
+        deadline = envelope.deadline_at
+        if deadline is None:
+            return False
+        dispatched = headers.get(routing.DISPATCHED_AT_HEADER)
+        if isinstance(dispatched, str) and envelope.timeout is not None:
+            try:
+                moved = datetime.fromisoformat(dispatched) + timedelta(seconds=envelope.timeout)
+            except ValueError:
+                moved = deadline
+            deadline = max(deadline, moved)
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        return datetime.now(UTC) > deadline + timedelta(seconds=self.stale_grace)
+
     async def _report(self, report: StepCompletedRequest, correlation_id: str | None) -> None:
         """Deliver the report, waiting out an outage of the gateway or the broker (bounded).
 
@@ -245,7 +277,7 @@ class Worker:
         except TimeoutError as exc:
             if not deadline.expired():  # the handler's own timeout: a crash like any other
                 log.exception("worker.step_crashed", step_type=ctx.step_type)
-                return StepCompletedRequest(**base, success=False, error=f"TimeoutError: {exc}")
+                return StepCompletedRequest(**base, success=False, error=_crash(ctx, exc))
             log.warning("worker.step_deadline", step_type=ctx.step_type, timeout=timeout)
             return StepCompletedRequest(
                 **base, success=False, error=f"attempt exceeded its deadline of {timeout:g}s"
@@ -253,9 +285,20 @@ class Worker:
         except StepError as exc:
             log.warning("worker.step_failed", step_type=ctx.step_type, error=str(exc))
             return StepCompletedRequest(
-                **base, success=False, error=str(exc), retryable=exc.retryable
+                **base,
+                success=False,
+                error=failures.join(str(exc), exc.detail),
+                retryable=exc.retryable,
             )
         except Exception as exc:
             log.exception("worker.step_crashed", step_type=ctx.step_type)
-            return StepCompletedRequest(**base, success=False, error=f"{type(exc).__name__}: {exc}")
+            return StepCompletedRequest(**base, success=False, error=_crash(ctx, exc))
         return StepCompletedRequest(**base, success=True, result=result or {})
+
+
+def _crash(ctx: StepContext, exc: BaseException) -> str:
+    """A sentence for people; the exception, which may be a repr, only as the detail."""
+    return failures.join(
+        f"The {failures.step_name(ctx.step_type)} service failed unexpectedly.",
+        f"{type(exc).__name__}: {exc}",
+    )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stox_gateway.money import DEFAULT_CURRENCY, amount_of, currency_of, format_price
 from stox_gateway.sdk.context import StepContext
 
 # Price bands, in the product's currency: below BUDGET is "budget", below PREMIUM "mid-range".
@@ -54,21 +56,26 @@ _MISSING_SPACE = re.compile(r"([,;!?])(?=[^\W\d_])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def enhance_product(product: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def enhance_product(
+    product: dict[str, Any], results: dict[str, Any], *, currency: str = DEFAULT_CURRENCY
+) -> dict[str, Any]:
     """Enhanced copy for `product`, using earlier step results (image sizes) when present.
 
+    Prices are written in the product's currency (`currency` when it names none): `€12.50`.
     Returns `title`, `enhanced_description`, `highlights`, `tags`, `word_count` and `language`.
     """
     title = title_case(clean_text(_text(product.get("name")))) or "Product"
     category = clean_text(_text(product.get("category")))
     price = _price(product.get("price"))
     band = price_band(price)
+    amount = amount_of(product.get("price")) if price is not None else None
+    shown = format_price(amount, currency_of(product, currency)) if amount is not None else ""
 
     description = tidy_sentences(clean_text(_text(product.get("description"))))
     if not description:
-        description = _generated_description(title, category, price)
+        description = _generated_description(title, category, price, shown)
 
-    highlights = _highlights(product, results, category, price, band)
+    highlights = _highlights(product, results, category, shown, band)
     tags = _tags(title, category, band)
     return {
         "title": title,
@@ -92,6 +99,15 @@ async def ai_enhancement(ctx: StepContext) -> dict[str, Any]:
     partial["highlights"] = result["highlights"]
     await ctx.progress(fraction=1.0, message="Highlights written", partial=partial)
     return result
+
+
+def ai_enhancement_in(currency: str) -> Callable[[StepContext], Awaitable[dict[str, Any]]]:
+    """The `ai_enhancement` handler for a shop whose default currency is `currency`."""
+
+    async def handler(ctx: StepContext) -> dict[str, Any]:
+        return enhance_product(ctx.product, ctx.results, currency=currency)
+
+    return handler
 
 
 def clean_text(text: str) -> str:
@@ -191,7 +207,7 @@ def _title_word(word: str, first: bool, last: bool) -> str:
     return word[0].upper() + word[1:]
 
 
-def _generated_description(title: str, category: str, price: float | None) -> str:
+def _generated_description(title: str, category: str, price: float | None, shown: str) -> str:
     """A plain, honest description for a product that came without one."""
     # "Discover the The Bag of Holding" reads badly: no second article.
     article = "" if title.split(" ", 1)[0].lower() in {"the", "a", "an"} else "the "
@@ -201,7 +217,7 @@ def _generated_description(title: str, category: str, price: float | None) -> st
     if price == 0:
         parts.append("Available free of charge.")
     elif price is not None:
-        parts.append(f"Available for ${price:.2f}.")
+        parts.append(f"Available for {shown}.")
     return " ".join(parts)
 
 
@@ -209,7 +225,7 @@ def _highlights(
     product: dict[str, Any],
     results: dict[str, Any],
     category: str,
-    price: float | None,
+    shown: str,
     band: str | None,
 ) -> list[str]:
     highlights: list[str] = []
@@ -217,8 +233,8 @@ def _highlights(
         highlights.append(f"Category: {category}")
     if band == "free":
         highlights.append("Free of charge")
-    elif price is not None and band is not None:
-        highlights.append(f"{band.capitalize()} price: ${price:.2f}")
+    elif shown and band is not None:
+        highlights.append(f"{band.capitalize()} price: {shown}")
     highlights.extend(_image_highlights(product, results))
     return highlights
 

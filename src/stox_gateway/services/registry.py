@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from stox_gateway.config.settings import Settings
 from stox_gateway.sdk.worker import StepHandler
-from stox_gateway.services.ai import ai_enhancement
+from stox_gateway.services.ai import ai_enhancement_in
 from stox_gateway.services.image import ImageProcessor
-from stox_gateway.services.seo import seo_generation
+from stox_gateway.services.seo import SeoGenerator
 
 
 def reference_handlers(settings: Settings) -> Mapping[str, StepHandler]:
@@ -19,6 +19,6 @@ def reference_handlers(settings: Settings) -> Mapping[str, StepHandler]:
             max_pixels=settings.media.max_pixels,
             allow_private_urls=settings.media.allow_private_urls,
         ),
-        "ai_enhancement": ai_enhancement,
-        "seo_generation": seo_generation,
+        "ai_enhancement": ai_enhancement_in(settings.shop.currency),
+        "seo_generation": SeoGenerator(settings.server.base_url, settings.shop.currency),
     }

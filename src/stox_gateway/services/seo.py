@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections import Counter
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import quote
 
+from stox_gateway.money import DEFAULT_CURRENCY, amount_of, currency_of, price_text
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.services.ai import clean_text, keywords_of
 
@@ -48,10 +49,18 @@ _TRANSLITERATE = str.maketrans(
 _TRAILING = " \t.,;:!?-–—…/|&(['\"«‹“‘"
 
 
-def generate_seo(product: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def generate_seo(
+    product: dict[str, Any],
+    results: dict[str, Any],
+    *,
+    currency: str = DEFAULT_CURRENCY,
+    base_url: str | None = None,
+) -> dict[str, Any]:
     """SEO metadata for `product`.
 
-    Returns `slug`, `meta_title`, `meta_description`, `keywords` and `json_ld`.
+    Returns `slug`, `meta_title`, `meta_description`, `keywords` and `json_ld`. The offer is in
+    the product's `currency` (`currency` for a product that names none); with `base_url`, the
+    JSON-LD's images are absolute URLs under `<base_url>/media/`, as search engines want them.
     """
     ai = results.get("ai_enhancement")
     ai = ai if isinstance(ai, dict) else {}
@@ -71,7 +80,9 @@ def generate_seo(product: dict[str, Any], results: dict[str, Any]) -> dict[str, 
         "meta_title": meta_title(name, category),
         "meta_description": meta_description(description),
         "keywords": keywords(name, category, description, tags),
-        "json_ld": json_ld(product, results, name, description, category),
+        "json_ld": json_ld(
+            product, results, name, description, category, currency=currency, base_url=base_url
+        ),
     }
 
 
@@ -83,6 +94,19 @@ async def seo_generation(ctx: StepContext) -> dict[str, Any]:
     await ctx.progress(fraction=0.5, message="Slug and meta tags written", partial=first)
     await ctx.progress(fraction=1.0, message="Keywords and JSON-LD written", partial=result)
     return result
+
+
+class SeoGenerator:
+    """Step handler for `seo_generation` with the shop's address and default currency
+    (`server.public_url`, `shop.currency`)."""
+
+    def __init__(self, base_url: str, currency: str = DEFAULT_CURRENCY) -> None:
+        self.base_url, self.currency = base_url.rstrip("/"), currency
+
+    async def __call__(self, ctx: StepContext) -> dict[str, Any]:
+        return generate_seo(
+            ctx.product, ctx.results, currency=self.currency, base_url=self.base_url
+        )
 
 
 def slugify(text: str, max_length: int = MAX_SLUG) -> str:
@@ -162,6 +186,9 @@ def json_ld(
     name: str,
     description: str,
     category: str,
+    *,
+    currency: str = DEFAULT_CURRENCY,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """A schema.org `Product`; the offer only when the product has a price."""
     data: dict[str, Any] = {
@@ -174,13 +201,15 @@ def json_ld(
         data["category"] = category
     images = _images(product, results)
     if images:
-        data["image"] = images
-    price = _price(product.get("price"))
+        data["image"] = [absolute_url(i, base_url) for i in images] if base_url else images
+    code = currency_of(product, currency)
+    amount = amount_of(product.get("price"))
+    price = price_text(amount, code) if amount is not None else None
     if price is not None:
         data["offers"] = {
             "@type": "Offer",
             "price": price,
-            "priceCurrency": "USD",
+            "priceCurrency": code,
             "availability": "https://schema.org/InStock",
         }
     return data
@@ -195,18 +224,11 @@ def _images(product: dict[str, Any], results: dict[str, Any]) -> list[str]:
     return [i for i in images if isinstance(i, str)] if isinstance(images, list) else []
 
 
-def _price(value: Any) -> str | None:
-    """The price with two decimals, rounded half up ("99.99"); None when absent or unusable."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(str(value))
-        if not amount.is_finite() or amount < 0:
-            return None
-        # Via str(): Decimal(99.99) would carry the float's binary error into the rounding.
-        return str(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-    except ArithmeticError:  # not a number, or too large to quantize
-        return None
+def absolute_url(reference: str, base_url: str) -> str:
+    """An http(s) URL as it is; a path in the media folder as `<base_url>/media/<path>`."""
+    if reference.lower().startswith(("http://", "https://")):
+        return reference
+    return f"{base_url.rstrip('/')}/media/{quote(reference.lstrip('/'))}"
 
 
 def _text(value: Any) -> str:

@@ -13,10 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stox_gateway.engine.models import Step, Workflow
+from stox_gateway.store.operations import with_steps
 from stox_gateway.store.port import WorkflowPage, WorkflowQuery
-from stox_gateway.store.rows import step_from_row, workflow_from_row
-from stox_gateway.store.tables import steps, workflows
+from stox_gateway.store.tables import workflows
 
 # (words) → a condition on `workflows` that the adapter's search index answers.
 SearchClause = Callable[[Sequence[str]], sa.ColumnElement[bool]]
@@ -83,8 +82,8 @@ def find_workflows(
     if count is None:
         count = _count(conn, where)
     if count <= COUNT_CAP:
-        return WorkflowPage(_with_steps(conn, rows), count)
-    return WorkflowPage(_with_steps(conn, rows), max(COUNT_CAP, offset + len(rows)), exact=False)
+        return WorkflowPage(with_steps(conn, rows), count)
+    return WorkflowPage(with_steps(conn, rows), max(COUNT_CAP, offset + len(rows)), exact=False)
 
 
 def _search_page(
@@ -144,16 +143,3 @@ def find_ids(
             .limit(limit)
         ).scalars()
     )
-
-
-def _with_steps(conn: sa.Connection, rows: Sequence[Any]) -> list[Workflow]:
-    if not rows:
-        return []
-    ids = [r["id"] for r in rows]
-    by_workflow: dict[str, list[Step]] = {i: [] for i in ids}
-    step_rows = conn.execute(
-        sa.select(steps).where(steps.c.workflow_id.in_(ids)).order_by(steps.c.position)
-    )
-    for r in step_rows.mappings():
-        by_workflow[r["workflow_id"]].append(step_from_row(r))
-    return [workflow_from_row(r, by_workflow[r["id"]]) for r in rows]

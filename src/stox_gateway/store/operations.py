@@ -82,6 +82,11 @@ def list_workflows(
         query = query.where(workflows.c.owner == owner)
     query = query.order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
     rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
+    return with_steps(conn, rows)
+
+
+def with_steps(conn: sa.Connection, rows: Sequence[Any]) -> list[Workflow]:
+    """Workflow rows with their steps, in one more query."""
     if not rows:
         return []
     ids = [r["id"] for r in rows]

@@ -50,7 +50,7 @@ def test_the_seed_product() -> None:
         "enhanced_description": "A test product.",
         "highlights": [
             "Category: Electronics",
-            "Mid-range price: $99.99",
+            "Mid-range price: €99.99",
             "2 product images",
             "Images up to 800x600 px",
         ],
@@ -126,7 +126,7 @@ def test_names_are_title_cased_without_breaking_acronyms(raw: str, titled: str) 
 def test_an_empty_description_is_generated_from_name_category_and_price() -> None:
     result = enhance_product(product(name="desk lamp", description="   ", category="Lighting"), {})
     assert result["enhanced_description"] == (
-        "Discover the Desk Lamp, part of our Lighting range. Available for $99.99."
+        "Discover the Desk Lamp, part of our Lighting range. Available for €99.99."
     )
     assert result["word_count"] == 12
 

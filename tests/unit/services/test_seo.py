@@ -65,7 +65,7 @@ def test_the_seed_product_after_the_earlier_steps() -> None:
         "offers": {
             "@type": "Offer",
             "price": "99.99",
-            "priceCurrency": "USD",
+            "priceCurrency": "EUR",
             "availability": "https://schema.org/InStock",
         },
     }

@@ -35,6 +35,7 @@ from stox_gateway.schemas import (
     UploadAccepted,
     WorkflowPageView,
     WorkflowView,
+    is_url,
 )
 from stox_gateway.store.port import WorkflowQuery
 from stox_gateway.wire import workflow_summary_to_wire
@@ -73,8 +74,31 @@ async def upload(
     With an `Idempotency-Key` header, repeating the request returns the same workflow; the
     same key with another body is `422`.
     """
+    missing = [
+        ref
+        for ref in product.images
+        if not is_url(ref) and not (rt.settings.media.root / ref).is_file()
+    ]
+    if missing:
+        names = ", ".join(f"`{ref}`" for ref in missing)
+        raise ApiError(
+            422,
+            "image_not_found",
+            f"not in the media folder: {names} (upload it with POST /api/v1/media, or give a URL)",
+            details=[
+                {
+                    "field": f"images.{product.images.index(ref)}",
+                    "message": "not in the media folder",
+                    "type": "image_not_found",
+                    "image": ref,
+                }
+                for ref in missing
+            ],
+        )
+    fields = product.model_dump(mode="json", exclude={"workflow_type"})
+    fields["currency"] = product.currency or rt.settings.shop.currency
     workflow = await rt.engine.create(
-        product.model_dump(mode="json", exclude={"workflow_type"}),
+        fields,
         workflow_type=product.workflow_type,
         correlation_id=correlation_id(request) or None,
         owner=who.user_id,

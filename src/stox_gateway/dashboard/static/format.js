@@ -58,11 +58,62 @@ export function dateTime(value) {
   return at === null ? '—' : new Date(at).toLocaleString();
 }
 
-export function price(value) {
+export function price(value, currency) {
   if (value === null || value === undefined || value === '') return '—';
   const number = Number(value);
   if (!Number.isFinite(number)) return String(value);
-  return number.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (currency) {
+    try {
+      return number.toLocaleString(undefined, { style: 'currency', currency });
+    } catch { /* a code this browser does not know: the number, then the code */ }
+  }
+  const text = number.toLocaleString(undefined,
+    { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return currency ? `${text} ${currency}` : text;
+}
+
+/** The browser's decimal and group separators, from Intl.NumberFormat's parts. */
+export function separators(locale) {
+  const parts = new Intl.NumberFormat(locale).formatToParts(12345.6);
+  return {
+    decimal: parts.find((p) => p.type === 'decimal')?.value ?? '.',
+    group: parts.find((p) => p.type === 'group')?.value ?? ',',
+  };
+}
+
+/**
+ * A decimal as people type it in `locale` ("12,50" in German, "12.50" in English, "1.234,5"),
+ * or null when it cannot be read for sure. A lone "," or "." is the decimal separator unless
+ * the locale groups with it and exactly three digits follow ("1,250" in English is 1250); a
+ * separator that is neither a decimal nor a valid grouping is refused, never dropped.
+ */
+export function parseDecimal(text, locale) {
+  const { decimal, group } = separators(locale);
+  // Spaces, no-break spaces and apostrophes can only group digits ("1 234", "1’234"): "_".
+  const s = String(text).trim().replace(/[\s\u00a0\u202f'’]+/g, '_');
+  if (!/^\d[\d.,_]*$/.test(s) || !/\d$/.test(s)) return null;
+  const points = [...s.matchAll(/[.,]/g)].map((m) => m[0]);
+  let point = null; // the decimal separator in `s`, if any
+  if (new Set(points).size === 2) {
+    point = points[points.length - 1];
+  } else if (points.length === 1) {
+    const after = s.slice(s.indexOf(points[0]) + 1);
+    const grouping = points[0] === group && points[0] !== decimal && /^\d{3}$/.test(after)
+      && !s.includes('_');
+    point = grouping ? null : points[0];
+  } else if (points.length > 1 && points[0] === decimal) {
+    return null; // "1.2.3" in English: two decimal points
+  }
+  const cut = point ? s.lastIndexOf(point) : s.length;
+  const whole = s.slice(0, cut);
+  const fraction = s.slice(cut + 1);
+  if (!/^\d*$/.test(fraction)) return null;
+  const marks = new Set(whole.match(/[.,_]/g) ?? []);
+  if (marks.size > 1) return null;
+  const [sep] = marks;
+  if (sep !== undefined && !new RegExp(`^\\d{1,3}(\\${sep}\\d{3})+$`).test(whole)) return null;
+  const digits = sep === undefined ? whole : whole.replaceAll(sep, '');
+  return Number(fraction ? `${digits}.${fraction}` : digits);
 }
 
 export function mediaUrl(path) {

@@ -234,7 +234,7 @@ export class ListView {
         workflow.category ? ` · ${workflow.category}` : '')),
     h('td', { class: 'num', 'data-testid': 'row-price' },
       workflow.price === null || workflow.price === undefined ? '—'
-        : `${price(workflow.price)}${workflow.currency ? ` ${workflow.currency}` : ''}`),
+        : price(workflow.price, workflow.currency)),
     h('td', {}, statusBadge(workflow.status, 'workflow-row-status')),
     h('td', { 'data-testid': 'workflow-row-step' }, stepCell(workflow)),
     h('td', { class: 'num muted', 'data-testid': 'row-duration' },

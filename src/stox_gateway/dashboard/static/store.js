@@ -168,6 +168,7 @@ export function reduce(previous, message) {
         Object.assign(step, {
           status: 'running', attempts: data.attempt ?? step.attempts + 1,
           max_attempts: data.max_attempts ?? step.max_attempts, error: data.error ?? null,
+          error_message: data.error_message ?? null, error_detail: data.error_detail ?? null,
           started_at: startsAt.toISOString(), completed_at: null, progress: null,
         });
       }
@@ -201,10 +202,13 @@ export function reduce(previous, message) {
           status: 'failed', completed_at: at, deadline_at: null,
           // "image_processing failed after 1 attempt(s): <the step's own error>"
           error: String(data.error ?? '').replace(/^\S+ failed after \d+ attempt\(s\): /, ''),
+          error_message: data.error_message ?? null, error_detail: data.error_detail ?? null,
         });
       }
       wf.status = 'failed';
       wf.error = data.error ?? 'failed';
+      wf.error_message = data.error_message ?? null;
+      wf.error_detail = data.error_detail ?? null;
       wf.completed_at = at;
       wf.current_step = null;
       break;

@@ -3,13 +3,19 @@
 
 import { ApiError, AuthRequired, gateway } from './api.js';
 import { announce, h } from './dom.js';
-import { newId } from './format.js';
+import { newId, parseDecimal, price, separators } from './format.js';
 import { PipelinePicker } from './pipeline-picker.js';
 
 const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 const MAX_IMAGES = 20;
 const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$/;
 const ACCEPT = 'image/jpeg,image/png,image/gif,image/webp,image/bmp';
+const CODE = /^[A-Z]{3}$/;
+
+/** "12.50" or "12,50", as this browser writes a price. */
+function examplePrice() {
+  return `12${separators(navigator.language).decimal}50`;
+}
 
 export class UploadView {
   constructor(app) {
@@ -38,10 +44,19 @@ export class UploadView {
       id: 'upload-category', name: 'category', 'data-testid': 'upload-category',
       maxlength: '200', autocomplete: 'off', 'aria-describedby': 'upload-category-error',
     });
+    // Text, not type=number: the browser's number field reads "12,50" by rules of its own
+    // (or not at all); here it is read by the page's locale and shown before it is sent.
     this.price = h('input', {
-      id: 'upload-price', name: 'price', type: 'number', min: '0', step: '0.01',
-      inputmode: 'decimal', 'data-testid': 'upload-price',
-      'aria-describedby': 'upload-price-error',
+      id: 'upload-price', name: 'price', type: 'text', inputmode: 'decimal', autocomplete: 'off',
+      'data-testid': 'upload-price', placeholder: examplePrice(),
+      'aria-describedby': 'upload-price-hint upload-price-error',
+      oninput: () => this.showPrice(),
+    });
+    this.currency = h('input', {
+      id: 'upload-currency', name: 'currency', maxlength: '3', autocomplete: 'off',
+      'data-testid': 'upload-currency', placeholder: 'EUR', spellcheck: 'false',
+      'aria-describedby': 'upload-currency-hint upload-currency-error',
+      oninput: () => this.showPrice(),
     });
     this.files = h('input', {
       id: 'upload-files', name: 'files', type: 'file', multiple: true, accept: ACCEPT,
@@ -71,7 +86,9 @@ export class UploadView {
       field('upload-description', 'Description', this.description),
       h('div', { class: 'field-row' },
         field('upload-category', 'Category', this.category),
-        field('upload-price', 'Price', this.price))),
+        field('upload-price', 'Price', this.price, ' '),
+        field('upload-currency', 'Currency', this.currency,
+          'ISO 4217 code; empty: the shop\'s currency'))),
     this.picker.element,
     h('fieldset', {},
       h('legend', {}, 'Images'),
@@ -82,6 +99,9 @@ export class UploadView {
         this.refs, 'One per line: a file name such as image1.jpg, or an http(s) URL.')),
     this.error,
     h('div', { class: 'form-actions' }, this.submit, this.status));
+    const preview = this.form.querySelector('#upload-price-hint');
+    Object.assign(preview.dataset, { testid: 'upload-price-preview' });
+    preview.setAttribute('aria-live', 'polite');
     const view = h('section', { class: 'view view-upload' },
       h('div', { class: 'view-head' },
         h('h1', { id: 'upload-title' }, 'New product'),
@@ -110,6 +130,22 @@ export class UploadView {
     }));
   }
 
+  /** What the price field will send, under it: the number as read, or why it cannot be. */
+  showPrice() {
+    const hint = this.form?.querySelector('#upload-price-hint');
+    if (!hint) return;
+    const text = this.price.value.trim();
+    if (!text) {
+      hint.textContent = ' ';
+      return;
+    }
+    const value = parseDecimal(text, navigator.language);
+    const code = this.currency.value.trim().toUpperCase();
+    hint.textContent = value === null
+      ? 'Not a price this page can read.'
+      : `Will send ${value}${code ? ` ${code}` : ''} (${price(value, CODE.test(code) ? code : null)})`;
+  }
+
   fieldError(id, message) {
     const slot = this.form.querySelector(`#${id}-error`);
     const control = this.form.querySelector(`#${id}`);
@@ -123,7 +159,7 @@ export class UploadView {
 
   clearErrors() {
     for (const id of ['upload-name', 'upload-description', 'upload-category', 'upload-price',
-      'upload-files', 'upload-images', 'upload-type']) this.fieldError(id, null);
+      'upload-currency', 'upload-files', 'upload-images', 'upload-type']) this.fieldError(id, null);
     this.error.hidden = true;
     this.error.textContent = '';
   }
@@ -133,12 +169,18 @@ export class UploadView {
     let ok = true;
     const name = this.name.value.trim();
     if (!name) ok = !this.fieldError('upload-name', 'Give the product a name.');
-    let price = null;
-    if (this.price.value !== '' || this.price.validity.badInput) {
-      price = Number(this.price.value);
-      if (this.price.validity.badInput || !Number.isFinite(price) || price < 0) {
-        ok = !this.fieldError('upload-price', 'The price is a number of 0 or more.');
+    let amount = null;
+    if (this.price.value.trim() !== '') {
+      amount = parseDecimal(this.price.value, navigator.language);
+      if (amount === null || !Number.isFinite(amount) || amount < 0) {
+        const { decimal } = separators(navigator.language);
+        ok = !this.fieldError('upload-price',
+          `The price is a number of 0 or more, such as 12${decimal}50.`);
       }
+    }
+    const currency = this.currency.value.trim().toUpperCase();
+    if (currency && !CODE.test(currency)) {
+      ok = !this.fieldError('upload-currency', 'A currency is a three-letter code, such as EUR.');
     }
     const refs = this.refs.value.split('\n').map((line) => line.trim()).filter(Boolean);
     const badRef = refs.find((ref) => !(/^https?:\/\/\S+$/i.test(ref)
@@ -159,7 +201,8 @@ export class UploadView {
         name,
         description: this.description.value,
         category: this.category.value.trim(),
-        price,
+        price: amount,
+        ...(currency && amount !== null ? { currency } : {}),
       },
       files,
       refs,
@@ -221,7 +264,8 @@ export class UploadView {
     for (const detail of error.details ?? []) {
       const [field, index] = String(detail.field ?? '').split('.');
       const id = { name: 'upload-name', description: 'upload-description',
-        category: 'upload-category', price: 'upload-price', images: 'upload-images',
+        category: 'upload-category', price: 'upload-price', currency: 'upload-currency',
+        images: 'upload-images',
         workflow_type: 'upload-type' }[field];
       const where = index !== undefined ? ` (image ${Number(index) + 1})` : '';
       if (!id || !this.fieldError(id, `${detail.message}${where}`)) unplaced.push(detail.message);

@@ -158,7 +158,8 @@ export class WorkflowView {
     renderIfChanged(this.meta, JSON.stringify([wf.id, wf.created_at, wf.completed_at,
       wf.correlation_id]), () => meta(wf));
     this.renderActions(wf);
-    renderIfChanged(this.notice, JSON.stringify([wf.status, wf.error, this.actionError]),
+    renderIfChanged(this.notice,
+      JSON.stringify([wf.status, wf.error, wf.error_message, this.actionError]),
       () => notices(wf, this.actionError));
     const steps = wf.steps ?? [];
     this.wf = wf;
@@ -172,7 +173,8 @@ export class WorkflowView {
     steps.forEach((step, index) => {
       const panel = this.results.children[index];
       const waiting = step.status === 'running' ? this.waiting(step) : null;
-      const resultSig = JSON.stringify([step.status, step.result, step.error, waiting,
+      const resultSig = JSON.stringify([step.status, step.result, step.error,
+        step.error_message, wf.status, waiting,
         step.status === 'running' ? step.progress?.seq : null]);
       if (renderIfChanged(panel, resultSig, () => resultPanel(step, wf, waiting))) {
         panel.dataset.testid = `step-result-${step.type}`;
@@ -279,7 +281,8 @@ function notices(wf, actionError) {
   const out = [];
   if (wf.status === 'failed' && wf.error) {
     out.push(h('div', { class: 'notice notice-error', 'data-testid': 'workflow-error' },
-      h('strong', {}, 'Failed: '), wf.error));
+      h('strong', {}, 'Failed: '), failureText(wf),
+      technicalDetail(wf, 'workflow-error-detail')));
   }
   if (wf.status === 'cancelled') {
     out.push(h('div', { class: 'notice', 'data-testid': 'workflow-error' },
@@ -294,6 +297,20 @@ function notices(wf, actionError) {
       'data-testid': 'action-error' }, actionError));
   }
   return out;
+}
+
+/** The failure in words (the gateway's `error_message`), never a Python repr. */
+function failureText(item) {
+  return item.error_message ?? item.error ?? '';
+}
+
+/** The technical detail, folded away: for whoever runs the services, not the shop. */
+function technicalDetail(item, testid) {
+  const detail = item.error_detail;
+  if (!detail || detail === item.error_message) return null;
+  return h('details', { class: 'error-detail', 'data-testid': testid },
+    h('summary', {}, 'Technical detail'),
+    h('pre', { class: 'mono small' }, detail));
 }
 
 function pendingStep(type) {
@@ -334,12 +351,17 @@ function stepCard(step, index, wf, waiting) {
 function resultPanel(step, wf, waiting) {
   const heading = h('h3', {}, stepLabel(step.type));
   const parts = [heading];
-  if (step.error && step.status !== 'completed') {
+  if (step.error && step.status === 'failed' && wf.status === 'failed'
+    && step.error !== 'cancelled') {
+    // The error is the workflow's, said once in the notice at the top of the page.
+    parts.push(h('p', { class: 'muted', 'data-testid': `step-error-${step.type}` },
+      'This step failed: see the error at the top of the page.'));
+  } else if (step.error && step.status !== 'completed') {
     parts.push(h('div', {
       class: step.status === 'failed' ? 'notice notice-error' : 'notice notice-warn',
       'data-testid': `step-error-${step.type}`,
     }, h('strong', {}, step.status === 'failed' ? 'Error: ' : 'Last attempt failed: '),
-    step.error));
+    failureText(step), technicalDetail(step, `step-error-detail-${step.type}`)));
   }
   if (step.status === 'completed') {
     parts.push(renderResult(step.type, step.result ?? {}));
@@ -472,7 +494,7 @@ function product(wf) {
     p.description ? h('p', { class: 'prose' }, p.description) : null,
     h('dl', { class: 'fields' },
       h('dt', {}, 'Category'), h('dd', {}, p.category || '—'),
-      h('dt', {}, 'Price'), h('dd', {}, price(p.price)),
+      h('dt', {}, 'Price'), h('dd', { 'data-testid': 'product-price' }, price(p.price, p.currency)),
       h('dt', {}, 'Images'),
       h('dd', {}, images.length ? h('ul', { class: 'plain' }, images.map((ref) => h('li', {},
         /^https?:\/\//i.test(ref)
@@ -487,13 +509,13 @@ function timelineItem(update) {
   let detail = null;
   if (update.type === 'step_retrying') {
     detail = `attempt ${data.attempt}${data.max_attempts ? ` of ${data.max_attempts}` : ''}`
-      + (data.manual ? ' (retry requested)' : '') + (data.error ? ` — ${data.error}` : '');
-  } else if (update.type === 'workflow_failed') {
-    detail = data.error;
+      + (data.manual ? ' (retry requested)' : '')
+      + (data.error ? ` — ${data.error_message ?? data.error}` : '');
   } else if (update.type === 'step_progress') {
     const percent = typeof data.fraction === 'number' ? `${Math.round(data.fraction * 100)}%` : '';
     detail = [percent, data.message].filter(Boolean).join(' — ') || null;
   }
+  // workflow_failed: its reason is the notice at the top of the page, said once.
   return h('li', {
     class: `event event-${update.type}`, 'data-seq': String(update.seq),
     'data-type': update.type,
@@ -501,7 +523,7 @@ function timelineItem(update) {
   h('span', { class: 'event-seq mono' }, `#${update.seq}`),
   h('span', { class: 'event-text' },
     h('strong', {}, UPDATE_TEXT[update.type] ?? update.type),
-    step && update.type !== 'workflow_failed' ? ` · ${step}` : '',
+    step ? ` · ${step}` : '',
     detail ? h('span', { class: 'event-detail' }, detail) : null),
   h('time', { class: 'muted small', datetime: update.timestamp }, clock(update.timestamp)));
 }
