@@ -323,6 +323,16 @@ class SqlStore:
     async def due_steps(self, now: datetime, limit: int = 100) -> list[DueStep]:
         return await self._read(lambda conn: operations.due_steps(conn, now, limit))
 
+    # -- short transactions of their own (media, retention) -------------------------------
+
+    async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` in a read transaction, on the path the engine's reads take."""
+        return await self._read(fn)
+
+    async def run_write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` in a write transaction of its own (not the group commit)."""
+        return await self._write(fn, None)
+
     # -- outbox ----------------------------------------------------------------------------
 
     async def outbox_oldest_due(self, now: datetime) -> datetime | None:
