@@ -183,7 +183,7 @@ def hold_lease(conn: sa.Connection, name: str, holder: str, now: datetime, until
         leases.update()
         .where(
             leases.c.name == name,
-            sa.or_(leases.c.holder == holder, leases.c.expires_at < now),
+            sa.or_(leases.c.holder == holder, leases.c.expires_at <= now),
         )
         .values(holder=holder, expires_at=until)
     )
