@@ -44,7 +44,9 @@ async def create(store: SqlStore, images: list[str]) -> Workflow:
 async def finish(engine: WorkflowEngine, wf: Workflow, success: bool = True) -> None:
     for step in wf.steps:
         await engine.complete_step(
-            Completion(wf.id, step.id, step.type, success, result={}, error=None if success else "x")
+            Completion(
+                wf.id, step.id, step.type, success, result={}, error=None if success else "x"
+            )
         )
         if not success:
             return
