@@ -220,5 +220,7 @@ leases = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
-# Retention finds ended workflows by status and end time.
+# Retention finds ended workflows by status and end time, and deletes their idempotency keys
+# (and PostgreSQL checks the foreign key of each deleted workflow) by workflow id.
 sa.Index("ix_workflows_status_completed_at", workflows.c.status, workflows.c.completed_at)
+sa.Index("ix_idempotency_keys_workflow_id", idempotency_keys.c.workflow_id)

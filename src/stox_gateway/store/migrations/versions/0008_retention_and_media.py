@@ -4,7 +4,9 @@ Revision ID: 0008
 Revises: 0006
 Create Date: 2026-12-02 16:00:00
 
-The retention job picks ended workflows oldest end first (`ix_workflows_status_completed_at`);
+The retention job picks ended workflows oldest end first (`ix_workflows_status_completed_at`)
+and deletes their idempotency keys by workflow id (`ix_idempotency_keys_workflow_id`, which
+PostgreSQL's cascade check of each deleted workflow also uses);
 `media_objects` / `media_chunks` hold uploads and thumbnails when `media.store: database`;
 `leases` lets one replica at a time run a job without a session-level lock.
 """
@@ -25,6 +27,9 @@ _TIME = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.create_index(
         "ix_workflows_status_completed_at", "workflows", ["status", "completed_at"], unique=False
+    )
+    op.create_index(
+        "ix_idempotency_keys_workflow_id", "idempotency_keys", ["workflow_id"], unique=False
     )
     op.create_table(
         "media_objects",
@@ -59,4 +64,5 @@ def downgrade() -> None:
     op.drop_table("media_chunks")
     op.drop_index("ix_media_objects_workflow_id", table_name="media_objects")
     op.drop_table("media_objects")
+    op.drop_index("ix_idempotency_keys_workflow_id", table_name="idempotency_keys")
     op.drop_index("ix_workflows_status_completed_at", table_name="workflows")
