@@ -84,16 +84,19 @@ class LocalMediaStore:
         return len(await asyncio.to_thread(self._owned, workflow_ids))
 
     def _owned(self, workflow_ids: Sequence[str]) -> list[Path]:
-        """Files `<folder>/<id>_*` one level down (thumbnails/); nothing outside the folder."""
-        if not self.root.is_dir():
+        """Files `<folder>/<id>_*` one level down (thumbnails/): each folder is listed once for
+        all the ids (a glob per id would list it once per id)."""
+        wanted = {owned_prefix(i) for i in workflow_ids if valid_name(i) and "/" not in i}
+        if not wanted or not self.root.is_dir():
             return []
         found: list[Path] = []
-        folders = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        for workflow_id in workflow_ids:
-            if not valid_name(workflow_id) or "/" in workflow_id:
+        for folder in os.scandir(self.root):
+            if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
                 continue
-            for folder in folders:
-                found.extend(p for p in folder.glob(f"{owned_prefix(workflow_id)}*") if p.is_file())
+            for entry in os.scandir(folder.path):
+                owner, underscore, _ = entry.name.partition("_")
+                if underscore and owner + "_" in wanted and entry.is_file(follow_symlinks=False):
+                    found.append(Path(entry.path))
         return found
 
     async def close(self) -> None:
