@@ -10,7 +10,9 @@ of its own), W workflows in flight:
 2. **flat**: `--n` workflows with `retention.completed_after` = `--window` and
    `retention.outbox_sent_after` = `--outbox-window`, the job every `--interval`; the
    schema's size and row counts sampled every `--sample` seconds. Space freed by deletes is
-   reused once autovacuum has visited a table (no VACUUM is run by hand).
+   reused once VACUUM has visited a table: autovacuum's job, on by default in PostgreSQL;
+   on a server where it is off, `--vacuum` runs a plain VACUUM of the schema's tables before
+   each sample instead (what autovacuum would do; no VACUUM FULL, no lock on writers).
 
     .venv/bin/python bench/retention.py --n 100000          # the long run
     .venv/bin/python bench/retention.py --n 20000 --window 60s
@@ -67,6 +69,9 @@ def parse_args() -> argparse.Namespace:
         ),
     )
     p.add_argument("--skip-space", action="store_true", help="only the flat run")
+    p.add_argument(
+        "--vacuum", action="store_true", help="VACUUM the schema's tables before each sample"
+    )
     p.add_argument(
         "--max-seconds", type=float, default=0, help="flat run: start no workflow after this"
     )
@@ -152,6 +157,18 @@ async def sizes(engine: AsyncEngine, schema: str) -> dict[str, tuple[int, int]]:
     return found
 
 
+async def vacuum(engine: AsyncEngine, schema: str) -> None:
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in TABLES:
+            await conn.execute(sa.text(f'VACUUM "{schema}"."{table}"'))
+
+
+async def autovacuum(engine: AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        return str((await conn.execute(sa.text("SHOW autovacuum"))).scalar())
+
+
 async def schema_bytes(engine: AsyncEngine, schema: str) -> int:
     async with engine.connect() as conn:
         value = await conn.execute(
@@ -232,6 +249,8 @@ async def flat_run(args: argparse.Namespace, engine: AsyncEngine, out: list[str]
 
             async def sampler() -> None:
                 while True:
+                    if args.vacuum:
+                        await vacuum(engine, schema)
                     samples.append(
                         (
                             time.monotonic() - started,
@@ -259,7 +278,9 @@ async def flat_run(args: argparse.Namespace, engine: AsyncEngine, out: list[str]
         out += [
             f"## Size with retention on ({ran} workflows in {seconds:.0f} s, "
             f"{ran / seconds:.0f} wf/s; completed_after {args.window}, outbox_sent_after "
-            f"{args.outbox_window}, job every {args.interval})",
+            f"{args.outbox_window}, job every {args.interval}; autovacuum "
+            f"{await autovacuum(engine)}, "
+            f"{'VACUUM before each sample' if args.vacuum else 'no VACUUM by hand'})",
             "",
             "| t (s) | workflows done | workflows kept | outbox rows | events rows | schema MiB |",
             "|---:|---:|---:|---:|---:|---:|",
