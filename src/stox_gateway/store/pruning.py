@@ -40,7 +40,13 @@ class Cutoffs:
 
     def ended_before(self) -> Any | None:
         """Where-clause of the workflows to prune; None when none may be."""
-        clauses = []
+        clauses = self.ended_clauses()
+        return sa.or_(*clauses) if clauses else None
+
+    def ended_clauses(self) -> list[Any]:
+        """One where-clause per status to prune: each walks the (status, completed_at) index
+        oldest first and stops at the batch's end, where their OR would sort every match."""
+        clauses: list[Any] = []
         if self.completed is not None:
             clauses.append(
                 sa.and_(
@@ -55,22 +61,20 @@ class Cutoffs:
                         workflows.c.status == str(status), workflows.c.completed_at < self.failed
                     )
                 )
-        return sa.or_(*clauses) if clauses else None
+        return clauses
 
 
 def prune_batch(
-    conn: sa.Connection, cutoffs: Cutoffs, limit: int
+    conn: sa.Connection, where: Any, limit: int
 ) -> tuple[list[str], list[Any], dict[str, int]]:
-    """Delete up to `limit` prunable workflows, oldest end first, with their steps, events and
-    idempotency keys: (ids, products, rows deleted per table).
+    """Delete up to `limit` workflows matching `where` (one of `Cutoffs.ended_clauses`), oldest
+    end first, with their steps, events and idempotency keys: (ids, products, rows deleted per
+    table).
 
     Their rows are locked first, in id order as the engine's batches lock them, skipping any an
     engine batch holds (taken next time); PostgreSQL re-checks the condition on a locked row,
     so a workflow retried meanwhile stays.
     """
-    where = cutoffs.ended_before()
-    if where is None:
-        return [], [], {}
     oldest = (
         sa.select(workflows.c.id)
         .where(where)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,16 +98,15 @@ class Retention:
             await self._count(report)
             return report
         limit = self._settings.batch_size
-        while True:
-            ids, products, counts = await self._store.run_write(
-                lambda conn: pruning.prune_batch(conn, report.cutoffs, limit)
-            )
-            if not ids:
-                break
-            report.add(counts)
-            report.add({"media": await self._delete_media(ids, products)})
-            if len(ids) < limit or not await self._still_mine():
-                break
+        for where in report.cutoffs.ended_clauses():
+            batch = functools.partial(pruning.prune_batch, where=where, limit=limit)
+            while True:
+                ids, products, counts = await self._store.run_write(batch)
+                if ids:
+                    report.add(counts)
+                    report.add({"media": await self._delete_media(ids, products)})
+                if len(ids) < limit or not await self._still_mine():
+                    break
         sent_before = report.cutoffs.outbox_sent
         while sent_before is not None:
             deleted = await self._store.run_write(
