@@ -119,6 +119,10 @@ class ImageProcessor:
         thumbnails = [image["thumbnail"] for image in images]
         return {"images": images, "processed_images": thumbnails, "count": len(images)}
 
+    async def aclose(self) -> None:
+        """Release the media store (a worker process's database connections)."""
+        await self.media.close()
+
     async def _read_local(self, ref: str) -> bytes:
         """The bytes of a bare name in the media store; not there (or a folder) is for good."""
         self._check_bare(ref)
