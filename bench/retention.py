@@ -249,23 +249,29 @@ async def flat_run(args: argparse.Namespace, engine: AsyncEngine, out: list[str]
 
             async def sampler() -> None:
                 while True:
-                    if args.vacuum:
-                        await vacuum(engine, schema)
-                    samples.append(
-                        (
-                            time.monotonic() - started,
-                            done,
-                            await sizes(engine, schema),
-                            await schema_bytes(engine, schema),
-                        )
-                    )
-                    print(
-                        f"  t={samples[-1][0]:6.0f}s done={done:7d} "
-                        f"size={samples[-1][3] / 2**20:8.1f} MiB "
-                        f"workflows={samples[-1][2]['workflows'][0]}",
-                        flush=True,
-                    )
+                    try:
+                        await sample()
+                    except Exception as exc:  # the server restarting: keep sampling after
+                        print(f"  sample failed: {type(exc).__name__}", flush=True)
                     await asyncio.sleep(args.sample)
+
+            async def sample() -> None:
+                if args.vacuum:
+                    await vacuum(engine, schema)
+                samples.append(
+                    (
+                        time.monotonic() - started,
+                        done,
+                        await sizes(engine, schema),
+                        await schema_bytes(engine, schema),
+                    )
+                )
+                print(
+                    f"  t={samples[-1][0]:6.0f}s done={done:7d} "
+                    f"size={samples[-1][3] / 2**20:8.1f} MiB "
+                    f"workflows={samples[-1][2]['workflows'][0]}",
+                    flush=True,
+                )
 
             task = asyncio.create_task(sampler())
             ran, seconds = await run_workflows(
