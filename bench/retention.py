@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from stox_gateway.config.settings import LoggingSettings, load_settings
+from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.models import UpdateType
 from stox_gateway.observability.logging import configure_logging
 from stox_gateway.runtime import Runtime
@@ -95,6 +96,15 @@ async def gateway(
         yield runtime
 
 
+async def patiently(call: Any) -> Any:
+    """`call()` again while the database is away (the shared server restarts now and then)."""
+    while True:
+        try:
+            return await call()
+        except Unavailable:
+            await asyncio.sleep(1)
+
+
 async def run_workflows(
     runtime: Runtime, count: int, in_flight: int, on_done: Any = None, max_seconds: float = 0
 ) -> tuple[int, float]:
@@ -124,13 +134,14 @@ async def run_workflows(
                 return
             ran += 1
             future: asyncio.Future[None] = loop.create_future()
-            workflow = await runtime.engine.create(dict(PRODUCT))
+            workflow = await patiently(lambda: runtime.engine.create(dict(PRODUCT)))
             waiting[workflow.id] = future
-            current = await runtime.engine.get(workflow.id)
+            current = await patiently(lambda: runtime.engine.get(workflow.id))
             if current.status.ended:  # finished before we listened
                 waiting.pop(workflow.id, None)
             else:
-                await asyncio.wait_for(future, 120)
+                with contextlib.suppress(TimeoutError):  # its update lost in a restart
+                    await asyncio.wait_for(future, 120)
             if on_done is not None:
                 on_done()
 
