@@ -156,12 +156,14 @@ CLI = [sys.executable, "-m", "stox_gateway"]
 class Process:
     """A `stox-gateway` process with its output in a log file, stopped on exit."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, *, cwd: Path = REPO
+    ) -> None:
         self.args, self.log_path = args, log_path
         self._log = log_path.open("wb")
         full_env = {**os.environ, "STOX_LOGGING__FORMAT": "json", **env}
         self.popen = subprocess.Popen(
-            CLI + args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO
+            CLI + args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd
         )
 
     def log(self) -> str:
@@ -211,7 +213,9 @@ def wait_healthy(url: str, process: Process, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not become healthy:\n{process.log()[-4000:]}")
 
 
-def start_gateway(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[Process, str]:
+def start_gateway(
+    tmp_path: Path, name: str, env: dict[str, str], *, cwd: Path = REPO
+) -> tuple[Process, str]:
     port = free_port()
     process = Process(
         ["serve"],
@@ -222,6 +226,7 @@ def start_gateway(tmp_path: Path, name: str, env: dict[str, str]) -> tuple[Proce
             **env,
         },
         tmp_path / f"{name}.log",
+        cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, process)

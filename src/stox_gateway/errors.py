@@ -18,6 +18,7 @@ StoxError                 500  INTERNAL             1011  anything unexpected: a
 ├── Unprocessable         422  INVALID_ARGUMENT     4422  well-formed, but refused
 ├── RateLimited           429  RESOURCE_EXHAUSTED   4429
 ├── Unavailable           503  UNAVAILABLE          1013  the store or bus does not answer
+│   └── MediaUnavailable  503  UNAVAILABLE          1013  the media folder or table
 └── Timeout               504  DEADLINE_EXCEEDED    4504
 
 The gRPC codes are names of `grpc.StatusCode`, so this module imports no framework.
@@ -84,6 +85,12 @@ class RateLimited(StoxError):
 
 class Unavailable(StoxError):
     code = "unavailable"
+
+
+class MediaUnavailable(Unavailable):
+    """The media store (folder or database) cannot be read or written now."""
+
+    code = "media_unavailable"
 
 
 class Timeout(StoxError):

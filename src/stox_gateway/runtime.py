@@ -1,11 +1,12 @@
 """Everything a gateway process runs, composed in one place.
 
 `Runtime.open(settings)` starts the parts in dependency order on an `AsyncExitStack` and stops
-them in reverse: store → bus → hub → outbox relay → deadline sweeper → consumers → gRPC server →
-embedded workers → service watcher. So on shutdown whatever applies completions (the embedded
-workers' reports, gRPC, the AMQP consumers) stops first, then the sweeper, then the relay
-flushes the outbox — the next steps of the completions applied while stopping included — and
-the bus and store close last. Read this file to see what a gateway is made of.
+them in reverse: store → bus → hub → outbox relay → deadline sweeper → media store and retention
+job → consumers → gRPC server → embedded workers → service watcher. So on shutdown whatever
+applies completions (the embedded workers' reports, gRPC, the AMQP consumers) stops first, then
+the retention job and the sweeper, then the relay flushes the outbox — the next steps of the
+completions applied while stopping included — and the bus and store close last. Read this file
+to see what a gateway is made of.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from stox_gateway.grpc.workflow_server import workflow_server
 from stox_gateway.hub import Hub
 from stox_gateway.hub.feed import catch_up
 from stox_gateway.hub.interest import Interest
+from stox_gateway.media import MediaStore, media_store
 from stox_gateway.observability.metrics import Metrics
 from stox_gateway.observability.tracing import setup_tracing
 from stox_gateway.routing import (
@@ -52,6 +54,7 @@ from stox_gateway.routing import (
 )
 from stox_gateway.sdk.reporters import make_reporter
 from stox_gateway.sdk.worker import StepHandler, Worker, step_queue
+from stox_gateway.store.retention import Retention
 from stox_gateway.store.sql import SqlStore
 
 log = structlog.get_logger(__name__)
@@ -72,6 +75,8 @@ class Runtime:
     gateway: Gateway
     completions: CompletionConsumer
     services: ServiceWatcher
+    media: MediaStore | None = None
+    retention: Retention | None = None
     auth_client: AuthClient | None = None
     grpc_port: int | None = None
     workers: list[Worker] = field(default_factory=list)
@@ -207,6 +212,12 @@ class Runtime:
             # Held progress goes on record while the relay still runs (stopped in reverse).
             stack.push_async_callback(gateway.close)
 
+            runtime.media = media_store(settings, store)
+            stack.push_async_callback(runtime.media.close)
+            runtime.retention = Retention(store, runtime.media, settings.retention)
+            await runtime.retention.start()
+            stack.push_async_callback(runtime.retention.stop)
+
             await runtime._start_consumers(stack)
             runtime.grpc_port = await stack.enter_async_context(
                 workflow_server(gateway, settings.grpc.host, settings.grpc.port)
@@ -302,7 +313,7 @@ class Runtime:
             # workers of their own (`stox-gateway worker TYPE --handler ...`).
             handlers = {
                 t: h
-                for t, h in reference_handlers(settings).items()
+                for t, h in reference_handlers(settings, self.media).items()
                 if t in self.engine.definitions.step_types
             }
             handlers.update(embedded_handlers(settings))

@@ -318,6 +318,7 @@ def test_production_with_safe_settings_forces_auth_on(tmp_path: Path) -> None:
         rabbitmq={"url": "amqp://stox:s3cret@mq:5672/", "update_signing_key": "k" * 40},
         database={"url": "postgresql+asyncpg://stox@db/stox"},
         auth={"jwt_secret": "x" * 40, "service_token": "y" * 20, "required": False},
+        media={"store": "database"},  # the local folder only with media.shared_path (issue 15)
     )
     assert enforce(settings).auth.required is True
 

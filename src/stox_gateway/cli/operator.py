@@ -1,5 +1,5 @@
 """Operator commands: `workflows list|show|cancel|retry|bulk-retry|bulk-cancel`,
-`db upgrade`, `config check` (`dead-letters …` are in `dead_letters.py`).
+`db upgrade|prune`, `config check` (`dead-letters …` are in `dead_letters.py`).
 
 They work on the configured database directly (no gateway needs to be up); a cancel or retry
 writes its bus messages to the outbox, which a running gateway relays. A workflow is named by
@@ -41,7 +41,7 @@ T = TypeVar("T")
 workflows_app = typer.Typer(
     help="Look at and act on workflows in the database.", no_args_is_help=True
 )
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: schema and retention.", no_args_is_help=True)
 config_app = typer.Typer(help="The configuration.", no_args_is_help=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
@@ -282,6 +282,62 @@ def upgrade(config: ConfigOption = None) -> None:
 
     asyncio.run(main())
     typer.echo("database is at the newest migration")
+
+
+@db_app.command("prune")
+def prune(
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only count what would be deleted")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Delete what is past retention.* now (ended workflows with their rows and media, sent
+    outbox rows), in batches; with --dry-run, show what would be deleted."""
+    from stox_gateway.media import media_store
+    from stox_gateway.store.retention import Retention
+
+    settings = _load(config)
+
+    async def main() -> dict[str, Any]:
+        store = SqlStore(
+            settings.database.url.get_secret_value(), schema=settings.database.schema_name
+        )
+        await store.start()
+        media = media_store(settings, store)
+        try:
+            retention = Retention(store, media, settings.retention)
+            return (await retention.prune(dry_run=dry_run)).to_dict()
+        finally:
+            await media.close()
+            await store.close()
+
+    try:
+        report = asyncio.run(main())
+    except StoxError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(codec.dumps_str(report))
+        return
+    typer.echo(_prune_text(report))
+
+
+def _prune_text(report: dict[str, Any]) -> str:
+    cutoffs = report["cutoffs"]
+
+    def before(key: str) -> str:
+        return f"before {cutoffs[key]}" if cutoffs[key] else "kept forever"
+
+    lines = [
+        "would delete (dry run):" if report["dry_run"] else "deleted:",
+        *(f"  {table:<18}{count:>10}" for table, count in report["counts"].items()),
+        f"completed workflows ended {before('completed_before')}",
+        f"failed and cancelled workflows ended {before('failed_before')}",
+        f"outbox rows sent {before('outbox_sent_before')}; unsent rows and running "
+        "workflows are never deleted",
+    ]
+    return "\n".join(lines)
 
 
 @config_app.command("check")

@@ -61,6 +61,12 @@ def production_problems(settings: Settings) -> list[str]:
                 "rabbitmq.update_signing_key is unset or shorter than 32 bytes: anyone who may "
                 "publish to the exchange could forge updates (STOX_RABBITMQ__UPDATE_SIGNING_KEY)"
             )
+    if settings.media.store == "local" and settings.media.shared_path is None:
+        problems.append(
+            "media.store is the local folder, which other machines' gateways cannot serve: "
+            "set media.store: database (STOX_MEDIA__STORE=database), or declare the folder "
+            "every gateway and worker mounts in media.shared_path (STOX_MEDIA__SHARED_PATH)"
+        )
     if "*" in settings.server.cors_origins or "*" in settings.websocket.allowed_origins:
         problems.append("server.cors_origins / websocket.allowed_origins must not contain '*'")
     return problems

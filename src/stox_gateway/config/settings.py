@@ -299,6 +299,26 @@ class WebSocketSettings(BaseModel):
 
 class MediaSettings(BaseModel):
     root: Path = Path("media")
+    store: Literal["local", "database"] = Field(
+        default="local",
+        description=(
+            "where uploads and thumbnails live: the local folder (media.shared_path, else "
+            "media.root) or the database (chunked, any gateway or worker reads them)"
+        ),
+    )
+    shared_path: Path | None = Field(
+        default=None,
+        description=(
+            "a folder every gateway and worker mounts (NFS, a shared volume); the local store "
+            "keeps media there, and production accepts media.store: local only with it"
+        ),
+    )
+    chunk_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="the database store's chunk size: what one row holds, what a read streams",
+    )
     allow_private_urls: bool = Field(
         default=False,
         description=(
@@ -329,6 +349,27 @@ class ShopSettings(BaseModel):
     @classmethod
     def _iso_4217(cls, code: str) -> str:
         return check_currency(code)
+
+
+class RetentionSettings(BaseModel):
+    """What the retention job deletes, and when (`null`: keep forever)."""
+
+    completed_after: Duration | None = Field(
+        default=timedelta(days=30), description="completed workflows, counted from their end"
+    )
+    failed_after: Duration | None = Field(
+        default=timedelta(days=90),
+        description="failed and cancelled workflows, counted from their end",
+    )
+    outbox_sent_after: Duration | None = Field(
+        default=timedelta(hours=1), description="outbox rows, counted from when they were sent"
+    )
+    interval: Duration = Field(
+        default=timedelta(minutes=1), description="pause between two runs of the job"
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="rows of one table deleted per transaction"
+    )
 
 
 class LoggingSettings(BaseModel):
@@ -400,6 +441,7 @@ class Settings(BaseSettings):
     websocket: WebSocketSettings = WebSocketSettings()
     media: MediaSettings = MediaSettings()
     shop: ShopSettings = ShopSettings()
+    retention: RetentionSettings = RetentionSettings()
     logging: LoggingSettings = LoggingSettings()
     grpc: GrpcSettings = GrpcSettings()
     auth: AuthSettings = AuthSettings()

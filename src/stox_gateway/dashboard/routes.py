@@ -2,8 +2,9 @@
 
 - `GET /` — the single page (`static/index.html`); the page routes itself with `#/…` hashes.
 - `GET /dashboard/static/{path}` — its CSS and JS modules, from the package (no build step).
-- `GET /media/{path}` — images of the media folder (originals and `thumbnails/…`); anything
-  else, a hidden file, or a path that leaves the folder is `404`.
+- `GET /media/{path}` — images of the media store (originals and `thumbnails/…`), streamed
+  from the folder or the database (`media.store`); anything else, a hidden file, or a path
+  that leaves the folder is `404`.
 - `POST /api/v1/media` — a multipart upload (field `file`) of one image, checked with Pillow
   and saved under a fresh name the upload route accepts as an image reference: `201 {"name"}`.
 """
@@ -12,25 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
-import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncGenerator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Request
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from stox_gateway.api.deps import get_runtime
 from stox_gateway.api.errors import ApiError
 from stox_gateway.api.responses import JsonResponse
 from stox_gateway.auth.guard import bearer
+from stox_gateway.media.port import MediaStore, MediaUnavailable
 
 router = APIRouter(include_in_schema=False)
 
@@ -100,20 +100,28 @@ async def static_asset(path: str) -> Response:
 # -- the media folder ----------------------------------------------------------------------
 
 
-def media_root(request: Request) -> Path:
-    root: Path = request.app.state.settings.media.root
-    return root
+def media_of(request: Request) -> MediaStore:
+    media = get_runtime(request).media
+    if media is None:
+        raise ApiError(503, "media_unavailable", "the media store is not running")
+    return media
 
 
 @router.api_route("/media/{path:path}", methods=["GET", "HEAD"])
 async def media_file(path: str, request: Request) -> Response:
-    """An image of the media folder. Thumbnails are rewritten by a retried step, so the browser
-    revalidates (`no-cache` + ETag) rather than keeps a stale copy."""
-    target = _inside(media_root(request), path)
-    suffix = target.suffix.lower() if target is not None else ""
-    if target is None or suffix not in MEDIA_TYPES:
+    """An image of the media store, streamed. Thumbnails are rewritten by a retried step, so
+    the browser revalidates (`no-cache` + ETag) rather than keeps a stale copy."""
+    suffix = PurePosixPath(path).suffix.lower()
+    found = await media_of(request).open(path) if suffix in MEDIA_TYPES else None
+    if found is None:
         raise ApiError(404, "not_found", f"no image {path!r} in the media folder")
-    return FileResponse(target, media_type=MEDIA_TYPES[suffix], headers=_FILE_HEADERS)
+    etag = f'"{found.etag}"'
+    headers = {**_FILE_HEADERS, "ETag": etag, "Content-Length": str(found.size)}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers={**_FILE_HEADERS, "ETag": etag})
+    if request.method == "HEAD":
+        return Response(media_type=MEDIA_TYPES[suffix], headers=headers)
+    return StreamingResponse(found.chunks(), media_type=MEDIA_TYPES[suffix], headers=headers)
 
 
 def _inside(root: Path, path: str) -> Path | None:
@@ -187,7 +195,10 @@ async def upload_media(request: Request) -> JsonResponse:
         await form.close()
     image_format, width, height = await asyncio.to_thread(_inspect, data, media.max_pixels)
     name = _fresh_name(original, IMAGE_FORMATS[image_format])
-    await asyncio.to_thread(_save, media_root(request), name, data)
+    try:
+        await media_of(request).put(name, data)
+    except MediaUnavailable as exc:
+        raise ApiError(503, "media_unavailable", f"the image could not be saved: {exc}") from None
     return JsonResponse(
         {
             "name": name,
@@ -278,23 +289,3 @@ def _fresh_name(original: str, extension: str) -> str:
     stem = Path(original.replace("\\", "/").rsplit("/", 1)[-1]).stem
     stem = _UNSAFE_STEM.sub("-", stem).strip("-_").lower()[:40] or "image"
     return f"{stem}-{uuid.uuid4().hex[:12]}{extension}"
-
-
-def _save(root: Path, name: str, data: bytes) -> None:
-    """Write to a hidden temporary file, then rename: no reader sees half an image."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=root, prefix=".upload-")
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-            target = root / name
-            if target.exists():  # 48 random bits: never in practice, but never overwrite
-                raise FileExistsError(name)
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise ApiError(503, "media_unavailable", f"the image could not be saved: {exc}") from None

@@ -157,6 +157,9 @@ async def run_worker(
     finally:
         await reporter.close()
         await bus.close()
+        closing = getattr(handler, "aclose", None)  # e.g. the image service's media store
+        if closing is not None:
+            await closing()
         stop_tracing()
     log.info("worker.stopped", step_type=step_type, handled=worker.handled)
     return status

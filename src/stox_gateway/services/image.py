@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -24,6 +22,8 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from stox_gateway.media.local import LocalMediaStore
+from stox_gateway.media.port import MediaStore, MediaUnavailable
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.errors import NonRetryable, Retry
 from stox_gateway.services.thumbnails import decode_bounded, make_thumbnail
@@ -48,7 +48,9 @@ class ImageProcessor:
     """Step handler for `image_processing`; one instance serves every step.
 
     Thumbnails are named from the workflow id, the image's index and a hash of its reference,
-    so a retried attempt overwrites the files of the attempt before instead of adding new ones.
+    so a retried attempt overwrites the files of the attempt before instead of adding new ones;
+    they are written, and local images read, through the media store (`media`, by default the
+    folder `media_root`), and owned by their workflow, so retention deletes them with it.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class ImageProcessor:
         download_deadline: float = 30.0,
         max_pixels: int = 40_000_000,
         allow_private_urls: bool = False,
+        media: MediaStore | None = None,
     ) -> None:
         if thumbnail_size[0] <= 0 or thumbnail_size[1] <= 0:
             raise ValueError(f"thumbnail_size must be positive, got {thumbnail_size}")
@@ -70,9 +73,15 @@ class ImageProcessor:
         if download_deadline <= 0 or max_pixels <= 0:
             raise ValueError("download_deadline and max_pixels must be positive")
         self.media_root = Path(media_root)
+        self.media: MediaStore = media if media is not None else LocalMediaStore(self.media_root)
         self.thumbnail_dir = (
             Path(thumbnail_dir) if thumbnail_dir is not None else self.media_root / "thumbnails"
         )
+        # Where thumbnails go: a folder of the media store, named as results carry it.
+        self._thumbnails, self._thumbnail_folder = self.media, self._relative_folder()
+        if thumbnail_dir is not None and not self.thumbnail_dir.is_relative_to(self.media_root):
+            # A thumbnail folder outside the media folder: keep the folder's name as the prefix.
+            self._thumbnails = LocalMediaStore(self.thumbnail_dir.parent)
         self.thumbnail_size = thumbnail_size
         self.http_timeout = http_timeout
         self.max_download_bytes = max_download_bytes
@@ -96,10 +105,15 @@ class ImageProcessor:
                         client = httpx.AsyncClient(timeout=self.http_timeout, trust_env=False)
                     source = _Source(ref, data=await self._download(client, ref))
                 else:
-                    source = _Source(ref, path=self._local_path(ref))
-                target = self.thumbnail_dir / _thumbnail_name(ctx.workflow_id, index, ref)
+                    source = _Source(ref, data=await self._read_local(ref))
+                name = f"{self._thumbnail_folder}/{_thumbnail_name(ctx.workflow_id, index, ref)}"
                 # Pillow decodes and encodes synchronously; keep it off the event loop.
-                images.append(await asyncio.to_thread(self._process, source, target))
+                info, jpeg = await asyncio.to_thread(self._process, source, name)
+                try:
+                    await self._thumbnails.put(name, jpeg, owner=ctx.workflow_id)
+                except MediaUnavailable as exc:  # a full disk, the database away: may pass
+                    raise Retry(f"thumbnail {name} could not be written: {exc}") from exc
+                images.append(info)
                 # Each thumbnail is shown as soon as it is written (DESIGN §11).
                 await ctx.progress(
                     fraction=len(images) / len(refs),
@@ -112,8 +126,23 @@ class ImageProcessor:
         thumbnails = [image["thumbnail"] for image in images]
         return {"images": images, "processed_images": thumbnails, "count": len(images)}
 
-    def _local_path(self, ref: str) -> Path:
-        """The file a bare name refers to; anything that could leave the media folder is refused."""
+    async def aclose(self) -> None:
+        """Release the media store (a worker process's database connections)."""
+        await self.media.close()
+
+    async def _read_local(self, ref: str) -> bytes:
+        """The bytes of a bare name in the media store; not there (or a folder) is for good."""
+        self._check_bare(ref)
+        try:
+            data = await self.media.read(ref)
+        except MediaUnavailable as exc:
+            raise Retry(f"image {ref!r} could not be read: {exc}") from exc
+        if data is None:
+            raise NonRetryable(f"image {ref!r} was not found in the media folder")
+        return data
+
+    def _check_bare(self, ref: str) -> None:
+        """A bare file name; anything that could leave the media folder is refused."""
         if (
             not ref
             or "/" in ref
@@ -127,7 +156,6 @@ class ImageProcessor:
             raise NonRetryable(
                 f"image reference {ref!r} is not a bare file name in the media folder"
             )
-        return self.media_root / ref
 
     async def _download(self, client: httpx.AsyncClient, url: str) -> bytes:
         """The body at `url`, streamed so that an oversized answer is never held whole.
@@ -173,10 +201,9 @@ class ImageProcessor:
             # own text is not passed on (it would tell a closed port from an open one).
             raise Retry(f"image {url!r} could not be downloaded") from exc
 
-    def _process(self, source: _Source, target: Path) -> dict[str, Any]:
-        """Decode, verify and thumbnail one image (runs in a worker thread)."""
-        if source.path is not None and not source.path.is_file():
-            raise NonRetryable(f"image {source.ref!r} was not found in the media folder")
+    def _process(self, source: _Source, name: str) -> tuple[dict[str, Any], bytes]:
+        """Decode, verify and thumbnail one image (runs in a worker thread): its metadata and
+        the thumbnail as JPEG bytes."""
         decoded = decode_bounded(
             source.ref, lambda: _stream(source), self.max_pixels, self.thumbnail_size
         )
@@ -190,21 +217,19 @@ class ImageProcessor:
                 "bytes": _size_of(source),
             }
             thumbnail = make_thumbnail(source.ref, image, self.thumbnail_size)
-        _save_atomically(thumbnail, target)
         info.update(
-            thumbnail=self._relative(target),
+            thumbnail=name,
             thumbnail_width=thumbnail.width,
             thumbnail_height=thumbnail.height,
         )
-        return info
+        return info, _jpeg(thumbnail)
 
-    def _relative(self, target: Path) -> str:
-        """The thumbnail's path as results carry it: relative to the media folder, POSIX style."""
+    def _relative_folder(self) -> str:
+        """The thumbnail folder as results carry it: relative to the media folder, POSIX style."""
         try:
-            return target.relative_to(self.media_root).as_posix()
+            return self.thumbnail_dir.relative_to(self.media_root).as_posix()
         except ValueError:
-            # A thumbnail folder outside the media folder: keep the folder's name as the prefix.
-            return f"{target.parent.name}/{target.name}"
+            return self.thumbnail_dir.name
 
 
 def _image_refs(product: dict[str, Any]) -> list[str]:
@@ -243,19 +268,7 @@ def _stream(source: _Source) -> Path | io.BytesIO:
     return source.path if source.path is not None else io.BytesIO(source.data or b"")
 
 
-def _save_atomically(image: Image.Image, target: Path) -> None:
-    """Write to a temporary file and rename, so no reader ever sees half a thumbnail."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
-        try:
-            # mkstemp creates the file 0600; thumbnails are meant to be served, so widen it.
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "wb") as tmp:
-                image.save(tmp, format="JPEG", quality=85, optimize=True)
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-    except OSError as exc:  # a full or read-only disk may be fixed before the next attempt
-        raise Retry(f"thumbnail {target.name} could not be written: {exc}") from exc
+def _jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85, optimize=True)
+    return out.getvalue()

@@ -6,7 +6,8 @@ transaction, planned by `planning.py`, read and written by `operations.py` and
 adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
 
 - `_engine_options`, `_engine_started`, `_before_migrate`, `_closed`: the lifecycle;
-- `_read(fn)`, `_write(fn, changes)`: where and how `fn(connection)` runs in a transaction;
+- `_read(fn)`, `_write(fn, changes)`, `_write_aside(fn)`: where and how `fn(connection)` runs
+  in a transaction;
 - `_load_for_change`: a batch's workflows (locked where the database needs row locks);
 - `_execute_writes`, `_executemany`, `_select`, `_insert_outbox`: how the hot statements run;
 - `claim_outbox`, `exclusive`, `_lock_deadline_owners`, `_claim_due`: coordination between
@@ -167,6 +168,11 @@ class SqlStore:
         """`fn(connection)` in a write transaction: a group-commit batch of `changes` engine
         changes (0: only marks), or None: a write of its own."""
         raise NotImplementedError
+
+    async def _write_aside(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` in a write transaction off the hot path (media, retention): may be
+        large, so never where it would hold up the event loop."""
+        return await self._write(fn, None)
 
     def _load_for_change(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, Workflow]:
         """A write batch's workflows, held against concurrent writers until the commit."""
@@ -412,6 +418,16 @@ class SqlStore:
 
     async def due_steps(self, now: datetime, limit: int = 100) -> list[DueStep]:
         return await self._read(lambda conn: operations.due_steps(conn, now, limit))
+
+    # -- short transactions of their own (media, retention) -------------------------------
+
+    async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` in a read transaction, on the path the engine's reads take."""
+        return await self._read(fn)
+
+    async def run_write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(connection)` in a write transaction of its own (not the group commit)."""
+        return await self._write_aside(fn)
 
     # -- outbox ----------------------------------------------------------------------------
 

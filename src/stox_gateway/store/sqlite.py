@@ -106,6 +106,11 @@ class SqliteStore(SqlStore):
             self._busy = 0.8 * self._busy + (0.2 if crowded else 0.0)
         return result
 
+    async def _write_aside(self, fn: Callable[[sa.Connection], T]) -> T:
+        # A media file or a retention batch: on the store's thread, never inline on the loop.
+        async with unavailable_when_away():
+            return await self._thread.write(fn, inline=False)
+
     def _load_for_change(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, Workflow]:
         return self._load_many(conn, ids)  # BEGIN IMMEDIATE: the write lock is already held
 

@@ -201,3 +201,42 @@ refresh_tokens = sa.Table(
     sa.Column("revoked_at", UTCDateTime, nullable=True),
     sa.Index(None, "family_id"),
 )
+
+# -- media (media.store: database) and coordination --------------------------------------------
+
+# A stored file by name (`thumbnails/<workflow>_0_<hash>.jpg`, an upload's fresh name); its
+# bytes are chunks of one blob, so a replaced file's readers never see the new and old mixed.
+media_objects = sa.Table(
+    "media_objects",
+    metadata,
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("blob_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("workflow_id", sa.String(36), nullable=True),  # owner: pruned with it
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "workflow_id"),
+)
+
+media_chunks = sa.Table(
+    "media_chunks",
+    metadata,
+    sa.Column("blob_id", sa.String(36), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+# A job one replica at a time runs (retention): a row, not a session lock, so it holds
+# through PgBouncer's transaction pooling; it lapses when its holder stops renewing it.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Retention finds ended workflows by status and end time, and deletes their idempotency keys
+# (and PostgreSQL checks the foreign key of each deleted workflow) by workflow id.
+sa.Index("ix_workflows_status_completed_at", workflows.c.status, workflows.c.completed_at)
+sa.Index("ix_idempotency_keys_workflow_id", idempotency_keys.c.workflow_id)
