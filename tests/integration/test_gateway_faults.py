@@ -75,11 +75,11 @@ def database_down_for(runtime: Runtime, seconds: float) -> list[float]:
     back_at = time.monotonic() + seconds
     calls: list[float] = []
 
-    async def failing(completion: Any) -> Any:
+    async def failing(completion: Any, **options: Any) -> Any:
         calls.append(time.monotonic())
         if time.monotonic() < back_at:
             raise Unavailable("database unavailable: ConnectionRefusedError")
-        return await complete_step(completion)
+        return await complete_step(completion, **options)
 
     engine.complete_step = failing  # type: ignore[method-assign]
     return calls
@@ -239,10 +239,10 @@ async def test_a_completion_applied_during_shutdown_has_its_next_step_sent(
         engine = runtime.engine
         complete_step = engine.complete_step
 
-        async def slow(completion: Any) -> Any:
+        async def slow(completion: Any, **options: Any) -> Any:
             in_hand.set()
             await asyncio.sleep(0.5)  # the gateway starts to stop meanwhile
-            return await complete_step(completion)
+            return await complete_step(completion, **options)
 
         engine.complete_step = slow  # type: ignore[method-assign]
         await BusReporter(bus).report(success_for(workflow), None)

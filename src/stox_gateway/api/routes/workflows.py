@@ -74,10 +74,12 @@ async def upload(
     With an `Idempotency-Key` header, repeating the request returns the same workflow; the
     same key with another body is `422`.
     """
+    # Asked of the media store, which may be the database rather than this machine's folder.
+    media = rt.media
     missing = [
         ref
         for ref in product.images
-        if not is_url(ref) and not (rt.settings.media.root / ref).is_file()
+        if media is not None and not is_url(ref) and await media.open(ref) is None
     ]
     if missing:
         names = ", ".join(f"`{ref}`" for ref in missing)
