@@ -105,6 +105,10 @@ class Shape:
         return f"http://127.0.0.1:{self.http_port}"
 
 
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
 def copy_checkout(target: Path) -> None:
     """The files a fresh clone would have (tracked, or new and not ignored)."""
     listed = subprocess.run(
@@ -131,6 +135,11 @@ def shape(tmp_path: Path) -> Iterator[Shape]:
     )
     assert base.returncode == 0, base.stderr[-4000:]
     name = f"ctr_{uuid.uuid4().hex[:8]}"
+    # Production refuses the broker's guest account: a user of the test's own on the host's
+    # RabbitMQ, deleted afterwards.
+    broker_password = uuid.uuid4().hex
+    rabbitmqctl("add_user", name, broker_password)
+    rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
     workdir = tmp_path / "stox"
     copy_checkout(workdir)
     http_port = free_port()
@@ -142,6 +151,7 @@ def shape(tmp_path: Path) -> Iterator[Shape]:
         "STOX_IMAGE": "stox-gateway:test",
         "STOX_HTTP_PORT": str(http_port),
         "STOX_TEST_NAME": name,
+        "STOX_TEST_RABBITMQ_PASSWORD": broker_password,
         "STOX_TEST_AUTH_PORT": str(free_port()),
         "STOX_TEST_GATEWAY_1_PORT": str(free_port()),
         "STOX_TEST_GATEWAY_1_GRPC_PORT": str(free_port()),
@@ -152,12 +162,14 @@ def shape(tmp_path: Path) -> Iterator[Shape]:
     try:
         yield running
     finally:
-        subprocess.run(
+        logs = subprocess.run(
             [*running.compose.split(), "logs", "--no-color", "--tail=40"],
             cwd=workdir,
             env=env,
             capture_output=True,
+            text=True,
         )
+        print(logs.stdout[-20000:], logs.stderr[-2000:])  # shown by pytest when the test fails
         subprocess.run(
             [*running.compose.split(), "down", "-v", "--remove-orphans", "-t", "30"],
             cwd=workdir,
@@ -165,6 +177,7 @@ def shape(tmp_path: Path) -> Iterator[Shape]:
             capture_output=True,
         )
         asyncio.run(drop_own_objects(name))
+        rabbitmqctl("delete_user", name)
 
 
 async def drop_own_objects(name: str) -> None:
