@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,3 +247,30 @@ async def drop_deployment(prefix: str, exchange: str, schema: str, steps: Iterab
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     await engine.dispose()
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """structlog's `capture_logs`, also for module loggers already in use.
+
+    The gateway configures structlog with `cache_logger_on_first_use`: a module's `log` that
+    has logged once in this process (an earlier test's gateway) keeps its processors and would
+    miss the capture, so each is swapped for a fresh proxy meanwhile.
+    """
+    import sys
+
+    import structlog
+    from structlog._config import BoundLoggerLazyProxy
+
+    swapped: list[tuple[Any, Any]] = []
+    for name, module in list(sys.modules.items()):
+        held = getattr(module, "log", None) if name.startswith("stox_gateway") else None
+        if isinstance(held, BoundLoggerLazyProxy):
+            swapped.append((module, held))
+            module.log = structlog.get_logger(name)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+    finally:
+        for module, held in swapped:
+            module.log = held

@@ -18,7 +18,6 @@ import grpc
 import httpx
 import pytest
 import sqlalchemy as sa
-import structlog
 import websockets
 from sqlalchemy.ext.asyncio import create_async_engine
 from websockets.exceptions import InvalidStatus
@@ -35,6 +34,7 @@ from stox_gateway.grpc.generated.stox.v1 import (
 from tests.support import (
     POSTGRES_URL,
     RunningGateway,
+    capture_logs,
     make_settings,
     require_server,
     running_gateway,
@@ -193,7 +193,7 @@ async def test_an_unexpected_error_is_a_generic_500_with_the_correlation_id(
     gateway: RunningGateway, kind: type[Exception]
 ) -> None:
     break_the_engine(gateway, "s3cr3t", kind)
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         async with httpx.AsyncClient(base_url=gateway.url) as http:
             answer = await http.get(
                 "/api/v1/workflow/status",

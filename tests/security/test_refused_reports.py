@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from stox_gateway.bus.memory import MemoryBus
 from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.reporters import HttpReporter
 from stox_gateway.sdk.worker import Worker
-from tests.support import TEST_JWT_SECRET, make_settings, running_gateway
+from tests.support import TEST_JWT_SECRET, capture_logs, make_settings, running_gateway
 
 
 async def echo(ctx: StepContext) -> dict[str, Any]:
