@@ -66,6 +66,9 @@ class StoxVariant(Variant):
             "STOX_WORKERS__EMBEDDED": "true" if self.bus == "memory" else "false",
             "STOX_WORKERS__NOOP": "true",
             "STOX_WORKERS__NOOP_PROGRESS": str(self.progress),
+            # The push phase's fleet connects from one address: the per-address WebSocket limit
+            # (websocket.max_per_client, 100) would cap it at 100 clients.
+            "STOX_WEBSOCKET__MAX_PER_CLIENT": "100000",
             # The gRPC server (on 0.0.0.0:50052 by default) would collide with any other
             # gateway on this machine: a port of its own, on loopback.
             "STOX_GRPC__HOST": "127.0.0.1",
