@@ -9,6 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from stox_gateway.engine.errors import Unavailable
+from stox_gateway.store import operations
 from stox_gateway.store.postgres import CLAIM_LEASE
 from stox_gateway.store.sql import SqlStore
 from stox_gateway.store.tables import outbox
@@ -79,3 +81,36 @@ async def test_rows_of_a_relay_that_died_are_sent_again_after_the_lease(
     finally:
         await alive.close()
         await dead.close()
+
+
+@pytest.mark.parametrize("path", ["table", "memory"])
+async def test_rows_of_a_claim_that_failed_to_commit_are_claimed_again(
+    postgres_schema: str, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The database went away while the relay took its lease (a PostgreSQL restart): the
+    rows must stay this relay's to send once it is back, not be held in memory for ever."""
+    store = SqlStore(POSTGRES_URL, schema=postgres_schema)
+    await store.start()
+    try:
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        if path == "memory":
+            async with store.claim_outbox(now) as empty:  # the table's turn, taken now
+                assert empty.rows == []
+        await create(store)
+
+        def away(*_args: object) -> None:
+            raise Unavailable("database unavailable: ConnectionRefusedError")
+
+        lease = "lease_due_rows" if path == "table" else "lease_rows"
+        with monkeypatch.context() as patched:
+            patched.setattr(operations, lease, away)
+            with pytest.raises(Unavailable):
+                async with store.claim_outbox(now):
+                    pytest.fail("a claim that did not commit yields nothing")
+        async with store.claim_outbox(now) as back:
+            ids = sorted(row.id for row in back.rows)
+            assert len(ids) == 3
+            await back.mark_sent(ids)
+        assert await store.outbox_backlog() == 0
+    finally:
+        await store.close()

@@ -470,7 +470,7 @@ async def test_a_late_step_message_restarts_its_attempts_deadline(store: SqlStor
     [row] = step_rows(await unsent_rows(store), wf, 0, attempt=1)
     late = datetime.now(UTC) + timedelta(minutes=10)
     assert [d.workflow_id for d in await store.due_steps(late)] == [wf.id]
-    await store.extend_deadlines([row], late)
+    assert await store.extend_deadlines([row], late) == []  # live: it leaves
     stored = await store.get(wf.id)
     assert stored is not None
     assert stored.steps[0].deadline_at == late + STEP_TIMEOUT
@@ -492,7 +492,7 @@ async def test_a_stale_step_message_changes_no_deadline(store: SqlStore, moved_o
     before = await store.get(wf.id)
     assert before is not None
     late = datetime.now(UTC) + timedelta(minutes=10)
-    await store.extend_deadlines([row], late)
+    assert await store.extend_deadlines([row], late) == [row.id]  # over: it must not leave
     assert await store.get(wf.id) == before
 
 

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stox_gateway import codec
+from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.models import Update, UpdateType
 from stox_gateway.hub import Hub, Subscriber
+from tests.support import capture_logs
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -206,3 +208,24 @@ async def test_concurrent_gap_fills_push_each_update_once_in_order() -> None:
     await hub.publish([update("a", 1)])
     await asyncio.gather(hub.publish([update("a", 4)]), hub.publish([update("a", 3)]))
     assert received(follows_a) == [("a", 1), ("a", 2), ("a", 3), ("a", 4)]
+
+
+async def test_a_gap_fill_the_database_cannot_answer_waits_for_the_bus_copy() -> None:
+    """A database restart under the gap fill: logged, nothing pushed out of order, and the
+    updates' copies from the bus fill the gap later (no exception left in a task)."""
+
+    async def away(workflow_id: str, after: int, up_to: int) -> list[Update]:
+        raise Unavailable("database unavailable: ConnectionRefusedError")
+
+    hub = Hub(away, heartbeat_interval=0)
+    follows_a = Subscriber("a")
+    hub.subscribe(follows_a)
+    await hub.publish([update("a", 1)])
+    with capture_logs() as logs:
+        hub.publish_committed(committed("a", 3), owner=None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+    assert [e["event"] for e in logs] == ["hub.gap_fill_deferred"]
+    assert received(follows_a) == [("a", 1)]
+    await hub.publish([update("a", 2), update("a", 3)])
+    assert received(follows_a) == [("a", 2), ("a", 3)]

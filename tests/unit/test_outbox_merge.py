@@ -250,6 +250,7 @@ class FakeStore:
     rows: list[OutboxRow]
     sent: set[int] = field(default_factory=set)
     events: list[tuple[str, Any]] = field(default_factory=list)
+    over: set[int] = field(default_factory=set)  # rows whose attempt the sweeper ended
 
     @contextlib.asynccontextmanager
     async def claim_outbox(self, now: datetime, limit: int = 100) -> AsyncIterator[FakeBatch]:
@@ -260,8 +261,9 @@ class FakeStore:
         ]
         yield FakeBatch(due[:limit], self)
 
-    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> list[int]:
         self.events.append(("extend_deadlines", ([r.id for r in rows], now)))
+        return [r.id for r in rows if r.id in self.over]
 
 
 @dataclass
@@ -389,3 +391,17 @@ async def test_no_deadline_moves_when_every_message_leaves_on_time() -> None:
     bus = FakeBus(events=store.events)
     assert await relay_for(store, bus, now=T0 + timedelta(seconds=0.5)).relay_once() == 2
     assert [e for e in store.events if e[0] == "extend_deadlines"] == []
+
+
+async def test_a_late_step_message_whose_attempt_is_over_is_not_sent() -> None:
+    """Held up past its deadline (a database restart under the relay): the sweeper has
+    started the next attempt, so this one, sent now with a fresh dispatch time, would run
+    the step a second time."""
+    now = T0 + timedelta(minutes=5)
+    over = step_row("image_processing", attempt=1, available_at=T0)
+    live = step_row("ai_enhancement", attempt=1, available_at=T0)
+    store = FakeStore([over, live], over={over.id})
+    bus = FakeBus(events=store.events)
+    assert await relay_for(store, bus, now=now).relay_once() == 1
+    assert [m.routing_key for m in bus.published] == ["step.ai_enhancement"]
+    assert store.sent == {over.id, live.id}  # dropped for good, not claimed again

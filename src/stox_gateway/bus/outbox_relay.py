@@ -116,12 +116,18 @@ class OutboxRelay:
         async with self._store.claim_outbox(self._clock(), self._batch_size) as batch:
             if not batch.rows:
                 return 0
-            late = [r for r in batch.rows if self._is_late(r)]
+            rows, late, stale = batch.rows, [r for r in batch.rows if self._is_late(r)], []
             if late:
                 # Sent long after their commit (the gateway was down, the broker away): the
                 # step's deadline runs from now, or it would time out as it is delivered.
-                await self._store.extend_deadlines(late, self._clock())
-            groups = merge_updates(batch.rows)
+                # An attempt the sweeper has timed out meanwhile is not sent at all.
+                stale = await self._store.extend_deadlines(late, self._clock())
+                if stale:
+                    log.info("outbox.stale_steps_dropped", count=len(stale))
+                    dropped = set(stale)
+                    rows = [r for r in rows if r.id not in dropped]
+                    late = [r for r in late if r.id not in dropped]
+            groups = merge_updates(rows)
             if late:
                 # The worker reads the attempt's deadline from the body; this one moved.
                 dispatched = {DISPATCHED_AT_HEADER: self._clock().isoformat()}
@@ -147,7 +153,8 @@ class OutboxRelay:
             ]
             if sent:
                 maybe_crash("after_publish_before_mark")
-                await batch.mark_sent(sent)
+            if sent or stale:
+                await batch.mark_sent(sent + stale)
             failures = [o for o in outcomes if isinstance(o, BaseException)]
             if failures:
                 raise failures[0]  # the loop logs it and backs off; the rows stay unsent

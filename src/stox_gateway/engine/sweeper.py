@@ -16,6 +16,7 @@ from datetime import datetime
 
 import structlog
 
+from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.service import WorkflowEngine, utcnow
 from stox_gateway.store.port import WorkflowStore
 
@@ -77,5 +78,8 @@ class DeadlineSweeper:
                 await self.sweep_once()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as exc:
+                # A database restart: expected, one line; the next round tries again.
+                log.warning("sweeper.database_unavailable", error=str(exc))
             except Exception:
                 log.exception("sweeper.error")

@@ -439,28 +439,38 @@ class SqlStore:
         moment: datetime = UTCDateTime().process_result_value(value, self.engine.dialect)  # type: ignore[assignment]
         return moment
 
-    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
-        """Restart the deadline of each running attempt whose step message leaves only now.
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> list[int]:
+        """Restart the deadline of each running attempt whose step message leaves only now;
+        return the ids of the rows whose attempt is over, which must not leave at all.
 
         A step's deadline is set when its attempt is committed; when the message leaves much
-        later (the gateway was down, the broker away) the service gets its full timeout from
-        the moment the message leaves, so the sweeper does not time out — and run again — an
-        attempt no service could have seen yet. Its own short transaction, committed before
-        the publish, so a sweeper on another replica sees the new deadline.
+        later (the gateway was down, the broker or the database away) the service gets its
+        full timeout from the moment the message leaves, so the sweeper does not time out —
+        and run again — an attempt no service could have seen yet. An attempt the sweeper
+        has already timed out is dropped: sent now, with a fresh dispatch time, a service
+        would run it beside its retry (a step applied twice). Its own short transaction,
+        committed before the publish, so a sweeper on another replica sees the new deadline.
         """
         wanted = {
-            row.step_id: row.attempt
+            (row.step_id, row.attempt)
             for row in rows
             if row.step_id is not None and row.attempt is not None
         }
         if not wanted:
-            return
+            return []
 
-        def extend(conn: sa.Connection) -> None:
-            self._lock_deadline_owners(conn, list(wanted))
-            operations.extend_deadlines(conn, wanted, now)
+        def extend(conn: sa.Connection) -> set[tuple[str, int]]:
+            self._lock_deadline_owners(conn, sorted({step_id for step_id, _ in wanted}))
+            return operations.extend_deadlines(conn, wanted, now)
 
-        await self._write(extend, None)
+        running: set[tuple[str, int]] = await self._write(extend, None)
+        return [
+            row.id
+            for row in rows
+            if row.step_id is not None
+            and row.attempt is not None
+            and (row.step_id, row.attempt) not in running
+        ]
 
     async def outbox_backlog(self) -> int:
         await self._writer.settle()

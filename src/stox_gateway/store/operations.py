@@ -170,21 +170,28 @@ def lock_owners(conn: sa.Connection, step_ids: Sequence[str]) -> None:
     ).all()
 
 
-def extend_deadlines(conn: sa.Connection, wanted: dict[str, int], now: datetime) -> None:
-    """Each running attempt of `wanted` (step id → attempt) gets its full timeout from `now`."""
+def extend_deadlines(
+    conn: sa.Connection, wanted: set[tuple[str, int]], now: datetime
+) -> set[tuple[str, int]]:
+    """Each running attempt of `wanted` ((step id, attempt) pairs) gets its full timeout from
+    `now`; returns those pairs. The others are over: the step moved on or ended."""
     found = conn.execute(
         sa.select(steps.c.id, steps.c.attempts, steps.c.timeout_seconds).where(
-            steps.c.id.in_(list(wanted)), steps.c.status == str(StepStatus.RUNNING)
+            steps.c.id.in_(sorted({step_id for step_id, _ in wanted})),
+            steps.c.status == str(StepStatus.RUNNING),
         )
     )
+    running = set()
     for step_id, attempts, timeout in found.all():
-        if attempts != wanted[step_id]:
-            continue  # the step moved on: this message is stale, its fence refuses it
+        if (step_id, attempts) not in wanted:
+            continue
+        running.add((step_id, attempts))
         conn.execute(
             steps.update()
             .where(steps.c.id == step_id, steps.c.attempts == attempts)
             .values(deadline_at=now + timedelta(seconds=timeout))
         )
+    return running
 
 
 def outbox_oldest_due(conn: sa.Connection, now: datetime) -> Any:

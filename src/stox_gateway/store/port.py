@@ -139,8 +139,9 @@ class WorkflowStore(Protocol):
 
     async def outbox_backlog(self) -> int: ...
 
-    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> None:
-        """Step messages about to leave late: their running attempts' deadlines restart now."""
+    async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> list[int]:
+        """Step messages about to leave late: their running attempts' deadlines restart now.
+        Returns the ids of the rows whose attempt is over (not to be sent)."""
 
     def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
         """Yield True when this process alone may do `name` now (one sweeper at a time)."""

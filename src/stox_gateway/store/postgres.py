@@ -233,17 +233,26 @@ class PostgresStore(SqlStore):
             yield OutboxClaim([], _nothing_to_mark)
             return
         until = now + CLAIM_LEASE
-        async with unavailable_when_away(), self._relay.connect() as conn, conn.begin():
-            if handed is None:
-                handed = self._handoff.from_table(
-                    await conn.run_sync(operations.lease_due_rows, now, limit, until), limit, now
-                )
-            else:
-                leased = await conn.run_sync(
-                    operations.lease_rows, [row.id for row in handed], now, until
-                )
-                self._handoff.release(row.id for row in handed if row.id not in leased)
-                handed = [row for row in handed if row.id in leased]
+        try:
+            async with unavailable_when_away(), self._relay.connect() as conn, conn.begin():
+                if handed is None:
+                    handed = self._handoff.from_table(
+                        await conn.run_sync(operations.lease_due_rows, now, limit, until),
+                        limit,
+                        now,
+                    )
+                else:
+                    leased = await conn.run_sync(
+                        operations.lease_rows, [row.id for row in handed], now, until
+                    )
+                    self._handoff.release(row.id for row in handed if row.id not in leased)
+                    handed = [row for row in handed if row.id in leased]
+        except BaseException:
+            # The lease did not commit (or we cannot tell): the rows go back to the table's
+            # claims. Kept as claimed, this process would never send them (a PostgreSQL
+            # restart left a step unsent until its deadline ran it again).
+            self._handoff.release(row.id for row in handed or ())
+            raise
 
         async def mark(ids: Sequence[int]) -> None:
             async with unavailable_when_away(), self._relay.connect() as conn, conn.begin():
