@@ -8,6 +8,7 @@ Routing keys on the topic exchange:
     step.progress                                            a running step's progress, over AMQP
     gateway.update                                           WebSocket updates between replicas
     gateway.update.o.<n> | gateway.update.w.<n>              an update's owner / workflow bucket
+    report.refused.<worker>                                  a refused report, back to its worker
 
 An update message is published once, with the key `gateway.update`, and carries in its `BCC`
 header the bucket keys of every owner and workflow it holds (RabbitMQ routes it by each of them,
@@ -21,11 +22,13 @@ Queues (all under `rabbitmq.queue_prefix`):
     <prefix>.gateway.progress            durable, the progress reports every replica consumes
     <prefix>.gateway.updates.<replica>   exclusive, bounded: one replica's copy of the updates
                                          its clients follow
+    <prefix>.worker.<worker>.refusals    exclusive: a worker's refused reports (AMQP reporting)
     <queue>.dead                         what <queue> could not process, via <exchange>.dlx
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable
 
@@ -45,6 +48,13 @@ WORKFLOW_BUCKETS = 4096
 # then, not from the `deadline_at` in its body).
 DISPATCHED_AT_HEADER = "x-stox-dispatched-at"
 
+# A worker reporting over AMQP names itself here; a report the gateway refuses is answered on
+# `report.refused.<name>`. Only a checked name goes into the key: a forged header must not make
+# the gateway publish under a key of the sender's choosing (a step message, say).
+REFUSALS_TO_HEADER = "x-stox-refusals-to"
+_REFUSED = "report.refused."
+_WORKER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 _STEP = "step."
 # Keys under `step.` that are reports to the gateway, not work for a service.
 REPORT_KEYS = frozenset({STEP_COMPLETED, STEP_PROGRESS})
@@ -63,6 +73,18 @@ def is_step_message(routing_key: str) -> bool:
 def step_queue(prefix: str, step_type: str) -> str:
     """The durable work queue of one step type: `<prefix>.step.<type>`."""
     return f"{prefix}.{_STEP}{step_type}"
+
+
+def refusal_routing_key(worker: object) -> str | None:
+    """The key a refusal goes back to `worker` with, or None when `worker` is not a name."""
+    if isinstance(worker, str) and _WORKER_NAME.fullmatch(worker):
+        return f"{_REFUSED}{worker}"
+    return None
+
+
+def refusal_queue(prefix: str, worker: str) -> str:
+    """One worker's exclusive queue of refusals of its reports."""
+    return f"{prefix}.worker.{worker}.refusals"
 
 
 def completion_queue(prefix: str) -> str:

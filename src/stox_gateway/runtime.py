@@ -197,7 +197,9 @@ class Runtime:
                 metrics,
                 gateway,
                 CompletionConsumer(
-                    gateway, on_late=lambda step: metrics.late_reports.labels(step).inc()
+                    gateway,
+                    on_late=lambda step: metrics.late_reports.labels(step).inc(),
+                    bus=bus,
                 ),
                 services,
             )
@@ -279,7 +281,7 @@ class Runtime:
                 prefetch=self.settings.rabbitmq.prefetch,
                 concurrency=self.settings.rabbitmq.prefetch,
             ),
-            ProgressConsumer(self.gateway),
+            ProgressConsumer(self.gateway, bus=self.bus),
         )
         stack.push_async_callback(progress.cancel)
 

@@ -4,6 +4,8 @@ servicer, all three calling `facade.Gateway.complete`.
 A report is acked only after the engine committed it, or dead-lettered with the reason when
 the gateway refuses it (unknown workflow, a report that does not fit, malformed or forged). A
 late report, for an attempt that is already over, is acked, counted and logged at info.
+A refused report whose worker named itself (`routing.REFUSALS_TO_HEADER`) is also answered
+on `report.refused.<worker>`, so the worker can log it and stop when its token is wrong.
 `ReportConsumer` is the part the progress consumer (`progress_consumer.py`) shares.
 """
 
@@ -18,11 +20,12 @@ from pydantic import ValidationError
 
 from stox_gateway import codec
 from stox_gateway.bus.patience import with_patience
-from stox_gateway.bus.port import Delivery, Reject
+from stox_gateway.bus.port import Bus, BusError, Delivery, Message, Reject
 from stox_gateway.engine.errors import StaleAttempt, StepNotRunning, WorkflowEnded
 from stox_gateway.errors import StoxError, Unavailable, answer_for
 from stox_gateway.facade import Gateway, completion_from_request
 from stox_gateway.observability.tracing import span
+from stox_gateway.routing import REFUSALS_TO_HEADER, refusal_routing_key
 from stox_gateway.schemas import CompletionEnvelope, ProgressEnvelope
 
 log = structlog.get_logger(__name__)
@@ -52,8 +55,10 @@ class ReportConsumer:
         patience: float = 15.0,
         retry_after: float = 1.0,
         on_late: Callable[[str], None] | None = None,
+        bus: Bus | None = None,
     ):
         self._gateway = gateway
+        self._bus = bus  # where refusals go back to their workers; None: they do not
         self.patience, self.retry_after = patience, retry_after
         self._on_late = on_late
 
@@ -66,7 +71,33 @@ class ReportConsumer:
         raise Reject(str(exc)) from exc
 
     async def __call__(self, delivery: Delivery) -> None:
-        message = delivery.message
+        try:
+            await self._handle(delivery.message)
+        except Reject as exc:
+            await self._answer_refusal(delivery.message, exc)
+            raise
+
+    async def _answer_refusal(self, message: Message, refusal: Reject) -> None:
+        """Best effort: the refusal is dead-lettered with its reason whatever happens here."""
+        key = refusal_routing_key(message.headers.get(REFUSALS_TO_HEADER))
+        if self._bus is None or key is None:
+            return
+        cause = refusal.__cause__
+        notice = {
+            "event_type": "report.refused",
+            "message_id": message.message_id,
+            "routing_key": message.routing_key,
+            "code": cause.code if isinstance(cause, StoxError) else "invalid_argument",
+            "reason": refusal.reason[:500],
+        }
+        try:
+            await self._bus.publish(
+                Message(routing_key=key, body=codec.dumps(notice), message_id=message.message_id)
+            )
+        except BusError as exc:
+            log.warning("report.refusal_not_answered", error=str(exc))
+
+    async def _handle(self, message: Message) -> None:
         try:
             self._gateway.guard.check_service(message.headers.get("x-service-token"))
         except StoxError as exc:

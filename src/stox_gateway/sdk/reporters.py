@@ -3,7 +3,10 @@ bus (AMQP), HTTP or gRPC. Progress is sent once, never retried: the next report 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -12,10 +15,16 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from stox_gateway import codec
-from stox_gateway.bus.port import Bus, BusError, Message
+from stox_gateway.bus.port import Bus, BusError, Delivery, Message, QueueSpec, Reject, Subscription
 from stox_gateway.config.settings import Settings
 from stox_gateway.observability.tracing import trace_headers
-from stox_gateway.routing import STEP_COMPLETED, STEP_PROGRESS
+from stox_gateway.routing import (
+    REFUSALS_TO_HEADER,
+    STEP_COMPLETED,
+    STEP_PROGRESS,
+    refusal_queue,
+    refusal_routing_key,
+)
 from stox_gateway.schemas import (
     CompletionEnvelope,
     ProgressEnvelope,
@@ -59,15 +68,90 @@ def make_reporter(settings: Settings, bus: Bus, *, grpc_target: str | None = Non
         return HttpReporter(settings.workers.gateway_url, service_token=token)
     if via == "grpc":
         return GrpcReporter(grpc_target or settings.workers.gateway_grpc, service_token=token)
-    return BusReporter(bus, service_token=token)
+    return BusReporter(bus, service_token=token, queue_prefix=settings.rabbitmq.queue_prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A report of this worker's that the gateway refused, told back over AMQP."""
+
+    message_id: str
+    code: str
+    reason: str
+    # Which of this worker's completions it was (0: the first), for the first few; None for
+    # a later one or a progress report.
+    position: int | None
+    completion: bool = True  # False: a progress report
+
+    @property
+    def credentials(self) -> bool:
+        return self.code in ("unauthenticated", "forbidden")
 
 
 class BusReporter:
-    """Publishes `step.completed` (DESIGN §5); the gateway acks it only after its commit."""
+    """Publishes `step.completed` and `step.progress` (DESIGN §5); the gateway acks a report
+    only after its commit. A refused report is dead-lettered by the gateway, which also tells
+    this reporter on `report.refused.<name>` (`watch_refusals`): without that, a worker with
+    the wrong token would count every step as done while none is."""
 
-    def __init__(self, bus: Bus, *, service_token: str | None = None) -> None:
+    FIRST_TRACKED = 16  # completions whose position a refusal reports
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        service_token: str | None = None,
+        queue_prefix: str = "stox",
+        name: str | None = None,
+    ) -> None:
         self._bus = bus
-        self._headers = {"x-service-token": service_token} if service_token else {}
+        self.name = name or uuid.uuid4().hex
+        self._prefix = queue_prefix
+        self._headers: dict[str, Any] = {REFUSALS_TO_HEADER: self.name}
+        if service_token:
+            self._headers["x-service-token"] = service_token
+        self._first: dict[str, int] = {}  # message id → position, for the first completions
+        self._subscription: Subscription | None = None
+
+    async def watch_refusals(self, on_refused: Callable[[Refusal], None]) -> None:
+        """Take the gateway's refusals of this reporter's reports from an exclusive queue."""
+
+        async def handle(delivery: Delivery) -> None:
+            try:
+                notice = codec.loads(delivery.message.body)
+                message_id, code = str(notice["message_id"]), str(notice["code"])
+                reason = str(notice.get("reason", ""))[:500]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise Reject(f"not a refusal notice: {exc}") from exc
+            completion = notice.get("routing_key") != STEP_PROGRESS
+            on_refused(
+                Refusal(message_id, code, reason, self._first.get(message_id), completion)
+            )
+
+        key = refusal_routing_key(self.name)
+        if key is None:
+            raise ValueError(f"not a worker name for the bus: {self.name!r}")
+        queue = QueueSpec(
+            name=refusal_queue(self._prefix, self.name),
+            bindings=(key,),
+            durable=False,
+            exclusive=True,
+            dead_letter=False,
+            prefetch=16,
+            max_length=1000,
+        )
+        self._subscription = await self._bus.consume(queue, handle)
+
+    def _message(
+        self, routing_key: str, envelope: CompletionEnvelope | ProgressEnvelope
+    ) -> Message:
+        return Message(
+            routing_key=routing_key,
+            body=codec.dumps(envelope.model_dump(mode="json")),
+            message_id=envelope.event_id or "",
+            correlation_id=envelope.correlation_id,
+            headers={**self._headers, **trace_headers()},
+        )
 
     async def report(self, completion: StepCompletedRequest, correlation_id: str | None) -> None:
         envelope = CompletionEnvelope(
@@ -76,17 +160,13 @@ class BusReporter:
             correlation_id=correlation_id,
             timestamp=datetime.now(UTC),
         )
-        message = Message(
-            routing_key=STEP_COMPLETED,
-            body=codec.dumps(envelope.model_dump(mode="json")),
-            message_id=envelope.event_id or "",
-            correlation_id=correlation_id,
-            headers={**self._headers, **trace_headers()},
-        )
+        message = self._message(STEP_COMPLETED, envelope)
         try:
             await self._bus.publish(message)
         except BusError as exc:  # the broker is away, or did not confirm
             raise GatewayUnavailable(f"step.completed not published: {exc}") from exc
+        if len(self._first) < self.FIRST_TRACKED:
+            self._first[message.message_id] = len(self._first)
 
     async def progress(self, report: StepProgressRequest, correlation_id: str | None) -> bool:
         """Publishes `step.progress`; taken once the broker confirms it (the gateway drops
@@ -97,22 +177,19 @@ class BusReporter:
             correlation_id=correlation_id,
             timestamp=datetime.now(UTC),
         )
-        message = Message(
-            routing_key=STEP_PROGRESS,
-            body=codec.dumps(envelope.model_dump(mode="json")),
-            message_id=envelope.event_id or "",
-            correlation_id=correlation_id,
-            headers={**self._headers, **trace_headers()},
-        )
         try:
-            await self._bus.publish(message)
+            await self._bus.publish(self._message(STEP_PROGRESS, envelope))
         except BusError as exc:
             log.info("worker.progress_not_published", error=str(exc))
             return False
         return True
 
     async def close(self) -> None:
-        """The bus belongs to whoever made it."""
+        """Stops watching refusals; the bus belongs to whoever made it."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(BusError):
+                await subscription.cancel()
 
 
 def _retryable(exc: BaseException) -> bool:

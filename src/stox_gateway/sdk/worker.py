@@ -28,7 +28,7 @@ from stox_gateway.sdk.context import ProgressSink, StepContext, bind_step, reset
 from stox_gateway.sdk.errors import StepError
 from stox_gateway.sdk.journal import EffectsJournal
 from stox_gateway.sdk.progress import ProgressBuffer
-from stox_gateway.sdk.reporters import GatewayUnavailable, Reporter, ReportRefused
+from stox_gateway.sdk.reporters import GatewayUnavailable, Refusal, Reporter, ReportRefused
 
 log = structlog.get_logger(__name__)
 _PART = {"fraction", "message", "partial"}
@@ -97,12 +97,16 @@ class Worker:
         # Set when the first reports were all refused: this worker's token is wrong, and
         # `run_worker` exits non-zero rather than burn through every step's attempts.
         self.misconfigured = asyncio.Event()
+        self._refused_at_start: set[int] = set()  # positions of the first reports (AMQP)
 
     @property
     def queue(self) -> QueueSpec:
         return self._queue
 
     async def start(self) -> None:
+        watch = getattr(self._reporter, "watch_refusals", None)  # reporting over AMQP
+        if watch is not None:
+            await watch(self._on_refused)
         self._subscription = await self._bus.consume(self._queue, self._on_delivery)
         log.info("worker.started", step_type=self.step_type, queue=self._queue.name)
 
@@ -244,6 +248,33 @@ class Worker:
             if self.handled == 0 and self.reports_refused >= self.refusals_before_giving_up:
                 self.misconfigured.set()
             raise
+
+    def _on_refused(self, refusal: Refusal) -> None:
+        """A report sent over AMQP that the gateway refused (and dead-lettered): the same
+        error line and count as a refused HTTP or gRPC report; the worker gives up when its
+        first reports were all refused for their credentials."""
+        self.reports_refused += 1
+        if refusal.completion:
+            self.handled -= 1  # counted when it was published: it did not count after all
+        hint = (
+            ": check auth.service_token (STOX_AUTH__SERVICE_TOKEN)" if refusal.credentials else ""
+        )
+        log.error(
+            "worker.report_refused",
+            step_type=self.step_type,
+            error=f"the gateway refused a report ({refusal.reason}){hint}",
+            code=refusal.code,
+            message_id=refusal.message_id,
+            via="amqp",
+        )
+        if (
+            refusal.credentials
+            and refusal.position is not None
+            and refusal.position < self.refusals_before_giving_up
+        ):
+            self._refused_at_start.add(refusal.position)
+            if len(self._refused_at_start) >= self.refusals_before_giving_up:
+                self.misconfigured.set()
 
     async def _handle_once(self, ctx: StepContext, timeout: float | None) -> StepCompletedRequest:
         """Run the handler, unless the journal shows this attempt was handled already."""
