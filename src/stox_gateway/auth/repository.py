@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stox_gateway.auth.errors import AlreadyExists
+from stox_gateway.store.sql import adapter_for_backend
 from stox_gateway.store.tables import refresh_tokens, users
 
 
@@ -40,8 +41,10 @@ class RefreshToken:
 class AuthRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # SQLite has one writer; queue this process's writers instead of spinning on locks.
-        self._lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # A database with one writer (SQLite): queue this process's writers instead of
+        # spinning on its lock. The adapter says which; no dialect test here.
+        single = adapter_for_backend(engine.dialect.name).single_writer
+        self._lock = asyncio.Lock() if single else None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -76,9 +79,12 @@ class AuthRepository:
     async def refresh_token_for_update(
         self, conn: AsyncConnection, token_hash: str
     ) -> RefreshToken | None:
-        query = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-        if conn.dialect.name != "sqlite":
-            query = query.with_for_update()
+        # SQLite renders no FOR UPDATE (its writer holds the whole database already).
+        query = (
+            sa.select(refresh_tokens)
+            .where(refresh_tokens.c.token_hash == token_hash)
+            .with_for_update()
+        )
         row = (await conn.execute(query)).mappings().first()
         if row is None:
             return None

@@ -124,9 +124,7 @@ class BusReporter:
             except (ValueError, KeyError, TypeError) as exc:
                 raise Reject(f"not a refusal notice: {exc}") from exc
             completion = notice.get("routing_key") != STEP_PROGRESS
-            on_refused(
-                Refusal(message_id, code, reason, self._first.get(message_id), completion)
-            )
+            on_refused(Refusal(message_id, code, reason, self._first.get(message_id), completion))
 
         key = refusal_routing_key(self.name)
         if key is None:

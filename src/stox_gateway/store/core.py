@@ -106,6 +106,9 @@ class SqlStore:
     """`WorkflowStore` on SQLAlchemy Core; `SqlStore(url)` is the URL's adapter."""
 
     backend: ClassVar[str] = ""  # the URL backend an adapter serves (`sqlite`, `postgresql`)
+    # One writer at a time for the whole database: other writers of this process (the auth
+    # repository) queue in memory rather than wait on its lock.
+    single_writer: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -64,6 +64,7 @@ SEARCH_INDEX = [
 
 class SqliteStore(SqlStore):
     backend = "sqlite"
+    single_writer = True
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
