@@ -175,6 +175,7 @@ class System:
     async def wait_healthy(self, gateway: Gateway, timeout: float = 90.0) -> float:
         """Poll `/health` until 200; the wall time it answered. Raises if the process died."""
         deadline = time.monotonic() + timeout
+        expected = f"{self.tag}-{gateway.name}-{gateway.generation}"
         async with httpx.AsyncClient(timeout=3) as client:
             while time.monotonic() < deadline:
                 child = gateway.child
@@ -184,8 +185,10 @@ class System:
                         f"{gateway.name} exited ({code}) before it was healthy:\n"
                         + (child.tail() if child else "")
                     )
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{gateway.url}/health")).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    answer = await client.get(f"{gateway.url}/health")
+                    # From this process, not another run's gateway that got the same port.
+                    if answer.status_code == 200 and answer.json().get("replica_id") == expected:
                         return time.time()
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"{gateway.name} not healthy within {timeout:g}s")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,15 +200,29 @@ class Process:
         self.popen.wait(5)
 
 
-def wait_healthy(url: str, process: Process, timeout: float = 60) -> None:
+class PortTaken(AssertionError):
+    """The gateway found its port taken (another test's process got it first)."""
+
+
+def wait_healthy(
+    url: str, process: Process, timeout: float = 60, *, replica_id: str | None = None
+) -> None:
+    """Until `url` answers healthy — from this process (`replica_id`), not from another test's
+    gateway that was given the same free port a moment earlier."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
-            raise AssertionError(f"{process.args} exited early:\n{process.log()[-4000:]}")
+            log = process.log()
+            if "is in use" in log:
+                raise PortTaken(log[-400:])
+            raise AssertionError(f"{process.args} exited early:\n{log[-4000:]}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            answer = httpx.get(f"{url}/health", timeout=2)
+            if answer.status_code == 200 and (
+                replica_id is None or answer.json().get("replica_id") == replica_id
+            ):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not become healthy:\n{process.log()[-4000:]}")
@@ -216,21 +231,30 @@ def wait_healthy(url: str, process: Process, timeout: float = 60) -> None:
 def start_gateway(
     tmp_path: Path, name: str, env: dict[str, str], *, cwd: Path = REPO
 ) -> tuple[Process, str]:
-    port = free_port()
-    process = Process(
-        ["serve"],
-        {
-            "STOX_SERVER__PORT": str(port),
-            "STOX_SERVER__HOST": "127.0.0.1",
-            "STOX_GRPC__PORT": "0",
-            **env,
-        },
-        tmp_path / f"{name}.log",
-        cwd=cwd,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, process)
-    return process, url
+    replica_id = env.get("STOX_REPLICA_ID") or f"{name}-{uuid.uuid4().hex[:8]}"
+    for tries_left in reversed(range(3)):
+        port = free_port()
+        process = Process(
+            ["serve"],
+            {
+                "STOX_SERVER__PORT": str(port),
+                "STOX_SERVER__HOST": "127.0.0.1",
+                "STOX_GRPC__PORT": "0",
+                "STOX_REPLICA_ID": replica_id,
+                **env,
+            },
+            tmp_path / f"{name}.log",
+            cwd=cwd,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process, replica_id=replica_id)
+        except PortTaken:
+            if not tries_left:
+                raise
+            continue  # a test running beside this one took the port: another one
+        return process, url
+    raise AssertionError("unreachable")
 
 
 async def drop_deployment(prefix: str, exchange: str, schema: str, steps: Iterable[str]) -> None:

@@ -40,6 +40,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
 
 
 def gateway(tmp_path: Path, name: str, port: int, database: dict[str, str], **env: str) -> Process:
+    replica_id = f"{name}-{uuid.uuid4().hex[:8]}"
     process = Process(
         ["serve"],
         {
@@ -47,12 +48,13 @@ def gateway(tmp_path: Path, name: str, port: int, database: dict[str, str], **en
             "STOX_SERVER__HOST": "127.0.0.1",
             "STOX_GRPC__PORT": "0",
             "STOX_WORKERS__NOOP": "true",
+            "STOX_REPLICA_ID": replica_id,
             **database,
             **env,
         },
         tmp_path / f"{name}.log",
     )
-    wait_healthy(f"http://127.0.0.1:{port}", process)
+    wait_healthy(f"http://127.0.0.1:{port}", process, replica_id=replica_id)
     return process
 
 

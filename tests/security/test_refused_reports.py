@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from stox_gateway.bus.memory import MemoryBus
-from stox_gateway.sdk.context import StepContext
 from stox_gateway.bus.port import DeadLetter, Message
 from stox_gateway.routing import REFUSALS_TO_HEADER, STEP_COMPLETED, completion_queue
+from stox_gateway.sdk.context import StepContext
 from stox_gateway.sdk.reporters import BusReporter, HttpReporter
 from stox_gateway.sdk.worker import Worker
 from tests.support import TEST_JWT_SECRET, capture_logs, make_settings, running_gateway
