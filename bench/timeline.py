@@ -64,10 +64,10 @@ def wrap(
 
 
 def install_hooks() -> None:
+    from stox_gateway.bus.completion_consumer import CompletionConsumer
     from stox_gateway.bus.outbox_relay import OutboxRelay
     from stox_gateway.engine.service import WorkflowEngine
     from stox_gateway.hub.hub import Hub
-    from stox_gateway.runtime import Runtime
     from stox_gateway.sdk.reporters import BusReporter
     from stox_gateway.sdk.worker import Worker
     from stox_gateway.store import group_commit
@@ -110,11 +110,11 @@ def install_hooks() -> None:
             else []
         ),
     )
-    wrap(Worker, "_run", lambda _s, ctx: [(ctx.workflow_id, f"service {ctx.step_type}")])
+    wrap(Worker, "_run", lambda _s, ctx, *_: [(ctx.workflow_id, f"service {ctx.step_type}")])
     wrap(BusReporter, "report", lambda _s, c, _cid: [(c.workflow_id, "report")])
     wrap(
-        Runtime,
-        "_on_completion",
+        CompletionConsumer,
+        "__call__",
         lambda _s, d: [(_wid(d.message.body), "consume completion")],
         after=False,
     )
