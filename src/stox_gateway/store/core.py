@@ -20,7 +20,6 @@ which database it is.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -442,17 +441,6 @@ class SqlStore:
             return None
         moment: datetime = UTCDateTime().process_result_value(value, self.engine.dialect)  # type: ignore[assignment]
         return moment
-
-    def _mark_sent_later(self, ids: Sequence[int], now: datetime) -> None:
-        """The relay's "sent" mark rides with the engine's next batch (or goes alone shortly):
-        until it commits this process remembers the rows as claimed (and on PostgreSQL their
-        lease holds off other replicas); a mark that fails gives them back, to be sent again."""
-
-        def given_back(done: asyncio.Future[Any]) -> None:
-            if done.cancelled() or done.exception() is not None:
-                self._handoff.release(ids)  # not marked: the table still says unsent
-
-        self._writer.submit_later(MarkSentOp(ids, now)).add_done_callback(given_back)
 
     async def extend_deadlines(self, rows: Sequence[OutboxRow], now: datetime) -> list[int]:
         """Restart the deadline of each running attempt whose step message leaves only now;

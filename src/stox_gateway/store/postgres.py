@@ -34,7 +34,7 @@ from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.models import Workflow
 from stox_gateway.store import operations, postgres_writes
 from stox_gateway.store.core import OutboxClaim, SqlStore, unavailable_when_away
-from stox_gateway.store.planning import Writes
+from stox_gateway.store.planning import Writes, mark_sent
 from stox_gateway.store.port import DueStep
 
 T = TypeVar("T")
@@ -77,7 +77,7 @@ class PostgresStore(SqlStore):
 
     def _relay_options(self) -> dict[str, Any]:
         """The relay's connections: their commits need not wait for the WAL flush, since
-        they only lease and release outbox rows, and a lease lost to a server crash sends a row
+        they only claim and mark outbox rows, and a mark lost to a server crash sends a row
         again, which consumers de-duplicate (every state change still commits durably). The
         flush was 0.5–2 ms of every step's latency here; a pool of its own also keeps the
         relay from waiting behind the engine's connections."""
@@ -222,9 +222,8 @@ class PostgresStore(SqlStore):
         twice while a lease holds).
 
         The claim commits before anything is published, so no transaction stays open while
-        the broker is slow or away; the sent rows' mark rides with the engine's next batch
-        (the lease holds them meanwhile), the others are released. A relay that dies between
-        the two leaves its rows
+        the broker is slow or away; the sent rows are marked in a short transaction after
+        the publish, the others released. A relay that dies between the two leaves its rows
         leased: claimable again when the lease passes (at least once: consumers
         de-duplicate). On the relay's own connections, whose commits do not wait for the WAL
         (`_relay_options`).
@@ -256,9 +255,8 @@ class PostgresStore(SqlStore):
             raise
 
         async def mark(ids: Sequence[int]) -> None:
-            # With the engine's next batch, not a transaction of its own (three round trips
-            # per relay batch): the lease holds the rows meanwhile.
-            self._mark_sent_later(ids, now)
+            async with unavailable_when_away(), self._relay.connect() as conn, conn.begin():
+                await conn.run_sync(mark_sent, ids, now)
 
         batch = OutboxClaim(handed, mark)
         try:

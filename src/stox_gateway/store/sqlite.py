@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -25,6 +26,7 @@ from stox_gateway.engine.models import Workflow
 from stox_gateway.store import operations
 from stox_gateway.store import statements as st
 from stox_gateway.store.core import OutboxClaim, SqlStore, unavailable_when_away
+from stox_gateway.store.group_commit import MarkSentOp
 from stox_gateway.store.prepared import Prepared, PreparedSelect, last_insert_rowid
 from stox_gateway.store.sqlite_thread import SqliteThread, configure_sqlite
 
@@ -177,7 +179,11 @@ class SqliteStore(SqlStore):
             )
 
         async def mark(ids: Sequence[int]) -> None:
-            self._mark_sent_later(ids, now)
+            def given_back(done: asyncio.Future[Any]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    self._handoff.release(ids)  # not marked: the table still says unsent
+
+            self._writer.submit_later(MarkSentOp(ids, now)).add_done_callback(given_back)
 
         batch = OutboxClaim(handed, mark)
         try:
