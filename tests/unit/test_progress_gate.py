@@ -118,3 +118,15 @@ async def test_close_records_what_is_held() -> None:
     await gate.offer(report(2))
     await gate.close()
     assert [m for m, _, _ in record.recorded] == ["1", "2"]
+
+
+async def test_an_outcome_takes_only_its_steps_report_and_ended_steps_are_forgotten() -> None:
+    gate = ProgressGate(Recorder(), per_second=PER_SECOND)
+    for step in range(50):
+        await gate.offer(report(1, f"s{step}"))
+        await gate.offer(report(2, f"s{step}"))  # held for the slot
+    taken = gate.take_held("w1", "s7", None)
+    assert [(p.step_id, p.message) for p in taken] == [("s7", "2")]
+    await settle(gate)
+    await asyncio.sleep(3 / PER_SECOND)  # every slot opens with nothing held
+    assert gate._slots == {} and gate._by_step == {}

@@ -45,6 +45,9 @@ class ProgressGate:
         self._interval = 1.0 / per_second
         self._closed = False
         self._slots: dict[Key, _Slot] = {}
+        # The attempts with a slot, per step: an outcome finds its step's held reports without
+        # walking every running step's slot.
+        self._by_step: dict[tuple[str, str], dict[Key, None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.recorded = 0  # statistics for tests and benchmarks
         self.superseded = 0
@@ -59,6 +62,7 @@ class ProgressGate:
             slot.held = progress
             return False
         slot = self._slots[key] = _Slot()
+        self._by_step.setdefault(key[:2], {})[key] = None
         try:
             await self._record(progress)
             self.recorded += 1
@@ -71,9 +75,10 @@ class ProgressGate:
         are refused by the engine), handed over to go on record with the step's outcome, in
         its transaction: their slots no longer record them."""
         taken = []
-        for (w, s, a), slot in self._slots.items():
+        for key in self._by_step.get((workflow_id, step_id), ()):
+            slot, a = self._slots[key], key[2]
             same_attempt = attempt is None or a is None or a == attempt
-            if w == workflow_id and s == step_id and same_attempt and slot.held is not None:
+            if same_attempt and slot.held is not None:
                 taken.append(slot.held)
                 slot.held = None
         return taken
@@ -98,6 +103,7 @@ class ProgressGate:
             if slot.held is not None:  # came in while its slot was recording
                 await self._record_held(key, slot)
         self._slots.clear()
+        self._by_step.clear()
 
     def _recorded(self, key: Key, slot: _Slot) -> None:
         slot.busy = False
@@ -111,6 +117,10 @@ class ProgressGate:
         if slot.held is None:
             if self._slots.get(key) is slot:
                 del self._slots[key]
+                attempts = self._by_step[key[:2]]
+                attempts.pop(key, None)
+                if not attempts:
+                    del self._by_step[key[:2]]
             return
         self._start_held(key, slot)
 

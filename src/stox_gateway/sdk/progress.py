@@ -13,47 +13,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import structlog
 
-from stox_gateway.schemas import StepProgressRequest
-
 log = structlog.get_logger(__name__)
 
-Send = Callable[[StepProgressRequest], Awaitable[bool]]
+R = TypeVar("R")
 
 
-class ProgressBuffer:
-    def __init__(self, send: Send, interval: float) -> None:
+class ProgressBuffer(Generic[R]):
+    def __init__(self, send: Callable[[R], Awaitable[bool]], interval: float) -> None:
         self._send, self._interval = send, interval
-        self._held: StepProgressRequest | None = None
+        self._held: R | None = None
+        # A timer until the first slot, a task only once a report leaves: most steps end
+        # before their first slot, and a timer costs far less to make and cancel than a task.
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._sending = False
+        self._closing = False
         self.sent = 0
 
-    def offer(self, report: StepProgressRequest) -> None:
+    def offer(self, report: R) -> None:
         self._held = report
-        if self._task is None or self._task.done():
+        if self._timer is None and self._task is None and not self._closing:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._slot_open)
+
+    def _slot_open(self) -> None:
+        self._timer = None
+        if not self._closing:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        while self._held is not None:
-            await asyncio.sleep(self._interval)
-            report, self._held = self._held, None
-            if report is None:
-                return
-            self._sending = True
-            try:
-                if await self._send(report):
-                    self.sent += 1
-            except Exception as exc:  # best effort: the next report, or the outcome, follows
-                log.info("worker.progress_not_sent", error=str(exc))
-            finally:
-                self._sending = False
+        try:
+            while self._held is not None and not self._closing:
+                report, self._held = self._held, None
+                self._sending = True
+                try:
+                    if await self._send(report):
+                        self.sent += 1
+                except Exception as exc:  # best effort: the next report, or the outcome, follows
+                    log.info("worker.progress_not_sent", error=str(exc))
+                finally:
+                    self._sending = False
+                if self._held is None or self._closing:
+                    break
+                await asyncio.sleep(self._interval)
+        finally:
+            self._task = None
 
-    async def close(self) -> StepProgressRequest | None:
+    async def close(self) -> R | None:
         """Stop; the report still waiting (for the outcome to carry), after any in flight."""
-        task, self._task = self._task, None
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._task
         if task is not None and not task.done():
             if self._sending:
                 await asyncio.shield(task)  # its report leaves before the outcome does

@@ -31,7 +31,6 @@ from stox_gateway.sdk.progress import ProgressBuffer
 from stox_gateway.sdk.reporters import GatewayUnavailable, Refusal, Reporter, ReportRefused
 
 log = structlog.get_logger(__name__)
-_PART = {"fraction", "message", "partial"}
 
 StepHandler = Callable[[StepContext], Awaitable[dict[str, Any]]]
 
@@ -145,9 +144,9 @@ class Worker:
                 attempt=ctx.attempt,
             )
             return
-        correlation_id = ctx.correlation_id
-        buffer = ProgressBuffer(
-            lambda report: self._send_progress(report, correlation_id), self._progress_interval
+        step = ctx
+        buffer: ProgressBuffer[StepProgressPart] = ProgressBuffer(
+            lambda part: self._send_progress(step, part), self._progress_interval
         )
         if self._report_progress:
             ctx = dataclasses.replace(ctx, progress_sink=self._progress_sink(buffer))
@@ -167,8 +166,7 @@ class Worker:
                 report = await self._handle_once(ctx, envelope.timeout)
                 last = await buffer.close()
                 if last is not None:  # recorded by the gateway just before the outcome
-                    part = StepProgressPart.model_validate(last.model_dump(include=_PART))
-                    report = report.model_copy(update={"progress": part})
+                    report = report.model_copy(update={"progress": last})
                 await self._report(report, ctx.correlation_id)
             self.handled += 1
         finally:
@@ -176,22 +174,16 @@ class Worker:
             structlog.contextvars.reset_contextvars(**bound)
             reset_step(token)
 
-    def _progress_sink(self, buffer: ProgressBuffer) -> ProgressSink:
+    def _progress_sink(self, buffer: ProgressBuffer[StepProgressPart]) -> ProgressSink:
         async def sink(
             ctx: StepContext,
             fraction: float | None,
             message: str | None,
             partial: dict[str, Any] | None,
         ) -> bool:
-            report = StepProgressRequest(  # a bad fraction or message raises: not taken
-                workflow_id=ctx.workflow_id,
-                step_id=ctx.step_id,
-                step_type=ctx.step_type,
-                attempt=ctx.attempt,
-                fraction=fraction,
-                message=message,
-                partial=partial,
-            )
+            # Only the report's own fields are checked here: most reports are replaced before
+            # they leave, and the step's identity came from the gateway.
+            report = StepProgressPart(fraction=fraction, message=message, partial=partial)
             if partial is not None and len(codec.dumps(partial)) > MAX_PARTIAL_BYTES:
                 # The gateway would refuse it (413; over AMQP, a dead letter): not worth sending.
                 log.warning("worker.progress_partial_too_large", step_type=ctx.step_type)
@@ -201,11 +193,20 @@ class Worker:
 
         return sink
 
-    async def _send_progress(self, report: StepProgressRequest, correlation_id: str) -> bool:
+    async def _send_progress(self, ctx: StepContext, part: StepProgressPart) -> bool:
         send = getattr(self._reporter, "progress", None)
         if send is None:  # a reporter of its own without progress
             return False
-        taken: bool = await send(report, correlation_id)
+        report = StepProgressRequest(
+            workflow_id=ctx.workflow_id,
+            step_id=ctx.step_id,
+            step_type=ctx.step_type,
+            attempt=ctx.attempt,
+            fraction=part.fraction,
+            message=part.message,
+            partial=part.partial,
+        )
+        taken: bool = await send(report, ctx.correlation_id)
         return taken
 
     def _is_over(self, envelope: StepEnvelope, headers: dict[str, Any]) -> bool:
