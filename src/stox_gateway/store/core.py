@@ -2,8 +2,8 @@
 
 Writes go through group commit (`group_commit.py`): queued changes are committed many to one
 transaction, planned by `planning.py`, read and written by `operations.py` and
-`statements.py`, mapped by `rows.py`. Whatever differs between databases is a named hook an
-adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
+`statements.py`, mapped by `rows.py`. Whatever differs between databases is a named hook
+(`hooks.py`) an adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
 
 - `_engine_options`, `_engine_started`, `_before_migrate`, `_closed`: the lifecycle;
 - `_read(fn)`, `_write(fn, changes)`, `_write_aside(fn)`: where and how `fn(connection)` runs
@@ -14,15 +14,15 @@ adapter fills in (`sqlite.py`: `SqliteStore`, `postgres.py`: `PostgresStore`):
   processes;
 - `_search_clause`, `search_index_ddl`: the name/category search and its index (`finding.py`).
 
+An adapter's transactions turn a lost connection into `Unavailable` (`unavailable.py`).
+
 `SqlStore(url, ...)` gives the adapter for the URL (`adapter_for`), so callers never ask
 which database it is.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from stox_gateway import codec
 from stox_gateway.engine.errors import Unavailable
@@ -38,7 +38,6 @@ from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.store import finding, migrate, operations
-from stox_gateway.store import statements as st
 from stox_gateway.store.group_commit import (
     ChangeOp,
     CreateOp,
@@ -47,6 +46,7 @@ from stox_gateway.store.group_commit import (
     Op,
     SweepOp,
 )
+from stox_gateway.store.hooks import AdapterHooks
 from stox_gateway.store.outbox_handoff import OutboxHandoff
 from stox_gateway.store.planning import Writes, plan, resolve
 from stox_gateway.store.port import (
@@ -85,24 +85,7 @@ def adapter_for_backend(backend: str) -> type[SqlStore]:
         ) from None
 
 
-@dataclass(slots=True)
-class OutboxClaim:
-    """`OutboxBatch`: rows claimed for the relay, and how to mark them sent."""
-
-    rows: Sequence[OutboxRow]
-    _mark: Callable[[Sequence[int]], Any]
-    marked: list[int] = field(default_factory=list)
-
-    async def mark_sent(self, ids: Sequence[int]) -> None:
-        await self._mark(ids)
-        self.marked.extend(ids)
-
-    def unmarked(self) -> list[int]:
-        marked = set(self.marked)
-        return [row.id for row in self.rows if row.id not in marked]
-
-
-class SqlStore:
+class SqlStore(AdapterHooks):
     """`WorkflowStore` on SQLAlchemy Core; `SqlStore(url)` is the URL's adapter."""
 
     backend: ClassVar[str] = ""  # the URL backend an adapter serves (`sqlite`, `postgresql`)
@@ -147,84 +130,6 @@ class SqlStore:
         self._engine: AsyncEngine | None = None
         self._writer = GroupCommit(self._write_batch, max_batch=max_batch)
         self._handoff = OutboxHandoff()  # committed outbox rows, for the relay (no read back)
-
-    # -- hooks (the adapters') -------------------------------------------------------------
-
-    def _engine_options(self) -> dict[str, Any]:
-        """Options of `create_async_engine` for this database."""
-        return {}
-
-    async def _engine_started(self, engine: AsyncEngine) -> None:
-        """The engine exists; set up what the adapter runs beside it."""
-
-    async def _before_migrate(self, conn: AsyncConnection) -> None:
-        """In the migration's transaction, before Alembic runs."""
-
-    async def _closed(self) -> None:
-        """The group commit has stopped; release what `_engine_started` set up."""
-
-    async def _read(self, fn: Callable[[sa.Connection], T]) -> T:
-        """`fn(connection)` in a read transaction."""
-        raise NotImplementedError
-
-    async def _write(self, fn: Callable[[sa.Connection], T], changes: int | None) -> T:
-        """`fn(connection)` in a write transaction: a group-commit batch of `changes` engine
-        changes (0: only marks), or None: a write of its own."""
-        raise NotImplementedError
-
-    async def _write_aside(self, fn: Callable[[sa.Connection], T]) -> T:
-        """`fn(connection)` in a write transaction off the hot path (media, retention): may be
-        large, so never where it would hold up the event loop."""
-        return await self._write(fn, None)
-
-    def _load_for_change(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, Workflow]:
-        """A write batch's workflows, held against concurrent writers until the commit."""
-        raise NotImplementedError
-
-    def _executemany(
-        self, conn: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]
-    ) -> None:
-        if rows:
-            conn.execute(statement, list(rows))
-
-    def _select(self, conn: sa.Connection, query: st.ByIds, value: Any) -> list[dict[str, Any]]:
-        return operations.select_by_ids(conn, query, value)
-
-    def _insert_outbox(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert outbox rows; their ids, in order, for the relay (`outbox_handoff.py`)."""
-        return list(conn.execute(st.INSERT_OUTBOX_RETURNING, rows).scalars())
-
-    def _execute_writes(self, conn: sa.Connection, writes: Writes) -> None:
-        """What a batch writes: by default one statement per table (`Writes.execute`)."""
-        writes.execute(conn, self)
-
-    def _lock_deadline_owners(self, conn: sa.Connection, step_ids: Sequence[str]) -> None:
-        """Before deadlines move: hold off a sweeper deciding on the same steps."""
-
-    def _claim_due(self, conn: sa.Connection, now: datetime, limit: int) -> list[DueStep]:
-        """In a write batch's transaction: up to `limit` steps past their deadline that no
-        other transaction is deciding on, held until the commit (the default: the batch's
-        write lock already excludes every other writer)."""
-        return operations.due_steps(conn, now, limit)
-
-    def claim_outbox(
-        self, now: datetime, limit: int = 100
-    ) -> contextlib.AbstractAsyncContextManager[OutboxClaim]:
-        raise NotImplementedError
-
-    def _search_clause(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
-        """A condition on `workflows`: every word starts a word of the name or category,
-        answered from the index `search_index_ddl` made."""
-        raise NotImplementedError
-
-    @classmethod
-    def search_index_ddl(cls, *, drop: bool = False) -> list[str]:
-        """The statements that make (or, with `drop`, remove) the search index (migration 0008)."""
-        raise NotImplementedError
-
-    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
-        """Yield True when this process alone may do `name` now (one sweeper at a time)."""
-        raise NotImplementedError
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -478,34 +383,3 @@ class SqlStore:
     async def outbox_backlog(self) -> int:
         await self._writer.settle()
         return await self._read(operations.outbox_backlog)
-
-
-def is_connection_error(exc: DBAPIError) -> bool:
-    """A lost or refused connection (retry later: 503), not a bad statement (a bug: 500)."""
-    if exc.connection_invalidated or isinstance(exc.orig, OSError):
-        return True
-    text = str(exc.orig).lower() if exc.orig else str(exc).lower()
-    return any(
-        needle in text
-        for needle in (
-            "connect",
-            "connection",
-            "server closed",
-            "terminating",
-            "refused",
-            "shutting down",
-            "starting up",
-            "database is locked",
-        )
-    )
-
-
-@contextlib.asynccontextmanager
-async def unavailable_when_away() -> AsyncIterator[None]:
-    """A lost connection is `Unavailable` (503); any other database error stays what it is."""
-    try:
-        yield
-    except (OSError, DBAPIError) as exc:
-        if isinstance(exc, DBAPIError) and not is_connection_error(exc):
-            raise
-        raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc

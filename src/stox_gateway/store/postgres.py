@@ -33,9 +33,11 @@ from stox_gateway import codec
 from stox_gateway.engine.errors import Unavailable
 from stox_gateway.engine.models import Workflow
 from stox_gateway.store import operations, postgres_writes
-from stox_gateway.store.core import OutboxClaim, SqlStore, unavailable_when_away
+from stox_gateway.store.core import SqlStore
+from stox_gateway.store.hooks import OutboxClaim
 from stox_gateway.store.planning import Writes, mark_sent
 from stox_gateway.store.port import DueStep
+from stox_gateway.store.unavailable import unavailable_when_away
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """The store's entry point: `SqlStore(url, ...)` is the adapter for the URL's database.
 
-`core.py` holds the database-neutral store and names the hooks; `sqlite.py` and
+`core.py` holds the database-neutral store, `hooks.py` names the hooks; `sqlite.py` and
 `postgres.py` fill them in; `adapter_for` is the one place that picks.
 """
 

@@ -25,10 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stox_gateway.engine.models import Workflow
 from stox_gateway.store import operations
 from stox_gateway.store import statements as st
-from stox_gateway.store.core import OutboxClaim, SqlStore, unavailable_when_away
+from stox_gateway.store.core import SqlStore
 from stox_gateway.store.group_commit import MarkSentOp
+from stox_gateway.store.hooks import OutboxClaim
 from stox_gateway.store.prepared import Prepared, PreparedSelect, last_insert_rowid
 from stox_gateway.store.sqlite_thread import SqliteThread, configure_sqlite
+from stox_gateway.store.unavailable import unavailable_when_away
 
 T = TypeVar("T")
 
