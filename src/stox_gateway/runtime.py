@@ -33,9 +33,9 @@ from stox_gateway.bus.update_signing import SigningBus, signed_correctly
 from stox_gateway.config.safety import enforce
 from stox_gateway.config.settings import Settings
 from stox_gateway.engine.definitions import load_definitions
-from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.service import ExponentialBackoff, WorkflowEngine
 from stox_gateway.engine.sweeper import DeadlineSweeper
+from stox_gateway.engine.transition import Transition
 from stox_gateway.facade import Gateway
 from stox_gateway.grpc.auth_client import AuthClient
 from stox_gateway.grpc.workflow_server import workflow_server

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from stox_gateway import codec
-from stox_gateway.engine.machine import BusEvent, Transition
 from stox_gateway.engine.models import JSON, Step, StepStatus, Update, Workflow, WorkflowStatus
+from stox_gateway.engine.transition import BusEvent, Transition
 from stox_gateway.failures import describe
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.routing import GATEWAY_UPDATE

@@ -37,6 +37,7 @@ from stox_gateway.engine.errors import (
 )
 from stox_gateway.engine.models import Completion, StepStatus, Workflow
 from stox_gateway.engine.service import WorkflowEngine
+from stox_gateway.engine.transition import Transition
 from stox_gateway.store import sqlite as sqlite_store
 from stox_gateway.store.port import OutboxRow
 from stox_gateway.store.sql import SqlStore
@@ -97,7 +98,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def creation(workflow_id: str | None = None, name: str = "Lamp") -> machine.Transition:
+def creation(workflow_id: str | None = None, name: str = "Lamp") -> Transition:
     return machine.create(
         default_definitions().get(PRODUCT_UPLOAD),
         workflow_id=workflow_id or new_id(),

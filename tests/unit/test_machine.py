@@ -20,6 +20,7 @@ from stox_gateway.engine.errors import (
     WorkflowNotFailed,
 )
 from stox_gateway.engine.models import Completion, StepStatus, UpdateType, Workflow, WorkflowStatus
+from stox_gateway.engine.transition import Transition
 from tests.strategies import dags
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -34,7 +35,7 @@ def no_backoff(_attempt: int, _base: float) -> float:
     return 0.0
 
 
-def started(max_attempts: int = 3) -> machine.Transition:
+def started(max_attempts: int = 3) -> Transition:
     definition = default_definitions().get("product_upload")
     definition = type(definition)(
         definition.type,
@@ -51,7 +52,7 @@ def started(max_attempts: int = 3) -> machine.Transition:
     )
 
 
-def complete(wf: Workflow, index: int, success: bool = True, **kw: object) -> machine.Transition:
+def complete(wf: Workflow, index: int, success: bool = True, **kw: object) -> Transition:
     step = wf.steps[index]
     completion = Completion(wf.id, step.id, step.type, success, **kw)  # type: ignore[arg-type]
     return machine.complete_step(wf, completion, now=T0, new_id=new_id, backoff=no_backoff)
@@ -324,7 +325,7 @@ class DagRun:
         self.wf = t.workflow
         self.take(t, before=None)
 
-    def take(self, t: machine.Transition, before: Workflow | None) -> None:
+    def take(self, t: Transition, before: Workflow | None) -> None:
         wf = t.workflow
         start = before.seq if before else 0
         assert [u.seq for u in t.updates] == list(range(start + 1, wf.seq + 1)), "seq gap"

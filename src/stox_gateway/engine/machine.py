@@ -1,5 +1,5 @@
 """The state machine at the heart of the engine: pure functions from a workflow and an input to
-a `Transition` (the new workflow, the updates for browsers, the events for the bus).
+a `Transition` (`transition.py`: the new workflow, the updates for browsers, the bus events).
 
 Nothing here does I/O, reads a clock or draws a random number: time, ids and backoff come in as
 arguments, so every rule of DESIGN §3 can be tested (and property-tested) in microseconds.
@@ -8,7 +8,6 @@ arguments, so every rule of DESIGN §3 can be tested (and property-tested) in mi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,11 +26,11 @@ from stox_gateway.engine.models import (
     Progress,
     Step,
     StepStatus,
-    Update,
     UpdateType,
     Workflow,
     WorkflowStatus,
 )
+from stox_gateway.engine.transition import Builder, NewId, Transition
 from stox_gateway.failures import describe
 from stox_gateway.routing import (
     WORKFLOW_COMPLETED,
@@ -40,90 +39,8 @@ from stox_gateway.routing import (
     step_routing_key,
 )
 
-NewId = Callable[[], str]
 # (failed attempt number, the step's retry_backoff in seconds) → seconds before the next one
 Backoff = Callable[[int, float], float]
-
-
-@dataclass(frozen=True, slots=True)
-class BusEvent:
-    """A message for the bus, published through the outbox after the commit (DESIGN §5)."""
-
-    routing_key: str
-    event_id: str
-    body: JSON
-    available_at: datetime
-    mandatory: bool = False  # an unroutable step message must be noticed, not dropped
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    workflow: Workflow
-    updates: tuple[Update, ...] = ()
-    events: tuple[BusEvent, ...] = ()
-    changed_steps: tuple[str, ...] = ()
-    applied: bool = True  # False: an idempotent repeat, nothing to write
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.applied
-
-
-@dataclass(slots=True)
-class _Builder:
-    """Accumulates one transition: each update takes the next seq of the workflow."""
-
-    workflow: Workflow
-    now: datetime
-    new_id: NewId
-    updates: list[Update] = field(default_factory=list)
-    events: list[BusEvent] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-    def update(self, kind: UpdateType, data: JSON) -> None:
-        seq = self.workflow.seq + 1
-        self.workflow = self.workflow.evolve(seq=seq, updated_at=self.now)
-        self.updates.append(Update(kind, self.workflow.id, seq, self.now, data))
-
-    def event(
-        self,
-        routing_key: str,
-        *,
-        step: Step | None = None,
-        data: JSON | None = None,
-        delay: float = 0.0,
-        mandatory: bool = False,
-    ) -> None:
-        wf = self.workflow
-        event_id = self.new_id()
-        body: JSON = {
-            "event_id": event_id,
-            "event_type": routing_key,
-            "workflow_id": wf.id,
-            "step_id": step.id if step else None,
-            "step_type": step.type if step else None,
-            "attempt": step.attempts if step else None,
-            # The attempt's budget in seconds: a worker cancels its handler when it is spent.
-            "timeout": step.timeout_seconds if step else None,
-            # When the attempt is over: a worker that receives it later skips it.
-            "deadline_at": step.deadline_at if step else None,
-            "correlation_id": wf.correlation_id,
-            "timestamp": self.now,
-            "data": data if data is not None else {"product": wf.product, "results": wf.results()},
-        }
-        available_at = self.now + timedelta(seconds=delay)
-        self.events.append(BusEvent(routing_key, event_id, body, available_at, mandatory))
-
-    def set_step(self, step: Step) -> Step:
-        self.workflow = self.workflow.with_step(step)
-        if step.id not in self.changed:
-            self.changed.append(step.id)
-        return step
-
-    def build(self) -> Transition:
-        return Transition(
-            self.workflow, tuple(self.updates), tuple(self.events), tuple(self.changed)
-        )
 
 
 def create(
@@ -159,7 +76,7 @@ def create(
         definition=definition,
         owner=owner,
     )
-    b = _Builder(workflow, now, new_id)
+    b = Builder(workflow, now, new_id)
     b.changed.extend(s.id for s in steps)
     b.update(
         UpdateType.WORKFLOW_STARTED,
@@ -205,7 +122,7 @@ def complete_step(
             f"step {step.id} is on attempt {step.attempts}; attempt {attempt} is no longer current"
         )
 
-    b = _Builder(workflow, now, new_id)
+    b = Builder(workflow, now, new_id)
     if completion.success:
         _succeed_step(b, step, completion.result or {})
     else:
@@ -236,7 +153,7 @@ def report_progress(
         raise StaleAttempt(
             f"step {step.id} is on attempt {step.attempts}; attempt {attempt} is no longer current"
         )
-    b = _Builder(workflow, now, new_id)
+    b = Builder(workflow, now, new_id)
     data: JSON = {
         "step_id": step.id,
         "step_type": step.type,
@@ -251,20 +168,6 @@ def report_progress(
     stamp = codec.loads(codec.dumps(now))
     b.set_step(step.evolve(progress={**data, "seq": b.workflow.seq, "timestamp": stamp}))
     return b.build()
-
-
-def chain(transitions: list[Transition]) -> Transition:
-    """Transitions decided one after another on one workflow, as one (one transaction)."""
-    changed: list[str] = []
-    for t in transitions:
-        changed.extend(s for s in t.changed_steps if s not in changed)
-    return Transition(
-        transitions[-1].workflow,
-        tuple(u for t in transitions for u in t.updates),
-        tuple(e for t in transitions for e in t.events),
-        tuple(changed),
-        applied=any(t.applied for t in transitions),
-    )
 
 
 def time_out_step(
@@ -290,7 +193,7 @@ def time_out_step(
         or step.deadline_at > now
     ):
         return Transition(workflow, applied=False)
-    b = _Builder(workflow, now, new_id)
+    b = Builder(workflow, now, new_id)
     error = f"{step.type} attempt {attempt} exceeded its deadline of {step.timeout_seconds:g}s"
     _fail_attempt(b, step, error, retryable=True, backoff=backoff)
     return b.build()
@@ -300,7 +203,7 @@ def cancel(workflow: Workflow, *, now: datetime, new_id: NewId) -> Transition:
     """Stop a workflow that has not ended; its running steps' late reports will be refused."""
     if workflow.status.ended:
         raise WorkflowEnded(f"workflow {workflow.id} already {workflow.status}")
-    b = _Builder(workflow, now, new_id)
+    b = Builder(workflow, now, new_id)
     running = workflow.current_step
     for step in workflow.steps:
         if step.status is StepStatus.RUNNING:
@@ -333,7 +236,7 @@ def retry(
         raise WorkflowNotFailed(
             f"workflow {workflow.id} is {workflow.status}; only a failed one can be retried"
         )
-    b = _Builder(workflow, now, new_id)
+    b = Builder(workflow, now, new_id)
     b.workflow = b.workflow.evolve(status=WorkflowStatus.PROCESSING, completed_at=None, error=None)
     for failed in workflow.steps:
         if failed.status is StepStatus.FAILED:
@@ -353,7 +256,7 @@ def _is_recorded(step: Step, success: bool, attempt: int) -> bool:
 
 
 def _start_step(
-    b: _Builder, step: Step, *, delay: float = 0.0, last_error: str | None = None
+    b: Builder, step: Step, *, delay: float = 0.0, last_error: str | None = None
 ) -> None:
     starts_at = b.now + timedelta(seconds=delay)
     step = b.set_step(
@@ -374,7 +277,7 @@ def _start_step(
     b.event(step_routing_key(step.type), step=step, delay=delay, mandatory=True)
 
 
-def _advance(b: _Builder, *, budget: int | None = None) -> None:
+def _advance(b: Builder, *, budget: int | None = None) -> None:
     """Start every pending step whose `after` have all completed (in definition order); when
     every step has completed, complete the workflow.
 
@@ -409,7 +312,7 @@ def _advance(b: _Builder, *, budget: int | None = None) -> None:
         _start_step(b, step, last_error=step.error)
 
 
-def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
+def _succeed_step(b: Builder, step: Step, result: JSON) -> None:
     step = b.set_step(
         step.evolve(
             status=StepStatus.COMPLETED,
@@ -427,9 +330,7 @@ def _succeed_step(b: _Builder, step: Step, result: JSON) -> None:
     _advance(b)
 
 
-def _fail_attempt(
-    b: _Builder, step: Step, error: str, *, retryable: bool, backoff: Backoff
-) -> None:
+def _fail_attempt(b: Builder, step: Step, error: str, *, retryable: bool, backoff: Backoff) -> None:
     if retryable and step.attempts < step.max_attempts:
         d = b.workflow.step_definition(step.type)
         delay = backoff(step.attempts, d.retry_backoff_seconds if d else 1.0)
@@ -489,7 +390,7 @@ def _failure(error: str, step_type: str | None = None) -> dict[str, Any]:
     }
 
 
-def _complete_workflow(b: _Builder) -> None:
+def _complete_workflow(b: Builder) -> None:
     b.workflow = b.workflow.evolve(status=WorkflowStatus.COMPLETED, completed_at=b.now)
     results = b.workflow.results()
     b.update(UpdateType.WORKFLOW_COMPLETED, {"results": results})

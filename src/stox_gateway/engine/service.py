@@ -31,6 +31,7 @@ from stox_gateway.engine.models import (
     Workflow,
     WorkflowStatus,
 )
+from stox_gateway.engine.transition import Transition, chain
 from stox_gateway.store.port import (
     DueStep,
     IdempotencyKey,
@@ -89,7 +90,7 @@ class WorkflowEngine:
         backoff: machine.Backoff | None = None,
         clock: Clock = utcnow,
         on_commit: Callable[[], None] = lambda: None,
-        on_transition: Callable[[machine.Transition, datetime], None] | None = None,
+        on_transition: Callable[[Transition, datetime], None] | None = None,
     ) -> None:
         self._store = store
         self._definitions = definitions
@@ -141,9 +142,9 @@ class WorkflowEngine:
         """Apply a service's report; `progress`: reports of the step held back by the rate
         gate, recorded first in the same transaction (those that no longer fit are dropped)."""
 
-        def decide(workflow: Workflow) -> machine.Transition:
+        def decide(workflow: Workflow) -> Transition:
             now = self._clock()
-            recorded: list[machine.Transition] = []
+            recorded: list[Transition] = []
             for report in progress:
                 try:
                     recorded.append(
@@ -155,7 +156,7 @@ class WorkflowEngine:
             outcome = machine.complete_step(
                 workflow, completion, now=now, new_id=new_id, backoff=self._backoff
             )
-            return machine.chain([*recorded, outcome]) if recorded else outcome
+            return chain([*recorded, outcome]) if recorded else outcome
 
         transition = await self._store.change(completion.workflow_id, decide)
         self._committed(transition)
@@ -165,7 +166,7 @@ class WorkflowEngine:
         """Record a running step's progress (`step_progress`); a report that does not fit the
         workflow's state raises a `CompletionRejected` (409) and changes nothing."""
 
-        def decide(workflow: Workflow) -> machine.Transition:
+        def decide(workflow: Workflow) -> Transition:
             return machine.report_progress(workflow, progress, now=self._clock(), new_id=new_id)
 
         transition = await self._store.change(progress.workflow_id, decide)
@@ -173,7 +174,7 @@ class WorkflowEngine:
         return transition.workflow
 
     async def time_out_step(self, workflow_id: str, step_id: str, attempt: int) -> bool:
-        def decide(workflow: Workflow) -> machine.Transition:
+        def decide(workflow: Workflow) -> Transition:
             return machine.time_out_step(
                 workflow,
                 step_id,
@@ -191,7 +192,7 @@ class WorkflowEngine:
         """Time out, in one batch, up to `limit` steps whose deadline passed before
         `due_before` and that no other replica is timing out right now."""
 
-        def decide(workflow: Workflow, due: DueStep) -> machine.Transition:
+        def decide(workflow: Workflow, due: DueStep) -> Transition:
             return machine.time_out_step(
                 workflow,
                 due.step_id,
@@ -207,7 +208,7 @@ class WorkflowEngine:
         return swept
 
     async def cancel(self, workflow_id: str) -> Workflow:
-        def decide(workflow: Workflow) -> machine.Transition:
+        def decide(workflow: Workflow) -> Transition:
             return machine.cancel(workflow, now=self._clock(), new_id=new_id)
 
         transition = await self._store.change(workflow_id, decide)
@@ -215,7 +216,7 @@ class WorkflowEngine:
         return transition.workflow
 
     async def retry(self, workflow_id: str) -> Workflow:
-        def decide(workflow: Workflow) -> machine.Transition:
+        def decide(workflow: Workflow) -> Transition:
             # The budget comes from the workflow's own stored definition, not today's config.
             return machine.retry(workflow, now=self._clock(), new_id=new_id)
 
@@ -252,7 +253,7 @@ class WorkflowEngine:
     async def updates(self, workflow_id: str, *, after_seq: int = 0, **kw: Any) -> list[Update]:
         return await self._store.updates(workflow_id, after_seq=after_seq, **kw)
 
-    def _committed(self, transition: machine.Transition) -> None:
+    def _committed(self, transition: Transition) -> None:
         if not transition.applied:
             return
         maybe_crash("after_commit_before_publish")

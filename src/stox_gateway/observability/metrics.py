@@ -12,8 +12,8 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from stox_gateway.bus.port import QueueCounts
-from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import UpdateType
+from stox_gateway.engine.transition import Transition
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)

@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from stox_gateway import codec
 from stox_gateway.engine.errors import Unavailable
-from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
+from stox_gateway.engine.transition import Transition
 from stox_gateway.observability.tracing import trace_headers
 from stox_gateway.store import finding, migrate, operations
 from stox_gateway.store.group_commit import (

@@ -32,8 +32,8 @@ from typing import Any
 import structlog
 
 from stox_gateway.engine.errors import Unavailable
-from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Workflow
+from stox_gateway.engine.transition import Transition
 from stox_gateway.store.port import DueStep, IdempotencyKey
 
 log = structlog.get_logger(__name__)

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import structlog
 
 from stox_gateway.engine.errors import IdempotencyConflict, WorkflowNotFound
-from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Workflow
+from stox_gateway.engine.transition import Transition
 from stox_gateway.store import statements as st
 from stox_gateway.store.group_commit import ChangeOp, CreateOp, MarkSentOp, Op, SweepOp
 from stox_gateway.store.port import DueStep, IdempotencyKey, Swept

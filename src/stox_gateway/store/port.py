@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from stox_gateway.engine.machine import Transition
 from stox_gateway.engine.models import Update, Workflow, WorkflowStatus
+from stox_gateway.engine.transition import Transition
 
 
 @dataclass(frozen=True, slots=True)
