@@ -144,7 +144,7 @@ def install_hooks() -> None:
 
     SqlStore._apply = apply  # type: ignore[method-assign]
 
-    from stox_gateway.bus.rabbitmq import _Consumer
+    from stox_gateway.bus.rabbitmq_consumer import RabbitMQConsumer
 
     if os.environ.get("TIMELINE_WIRE"):  # where AMQP frames meet the socket
         import re
@@ -174,7 +174,7 @@ def install_hooks() -> None:
         aiormq.channel.Channel._read_content = read_content  # type: ignore[method-assign]
 
     wrap(
-        _Consumer,
+        RabbitMQConsumer,
         "_on_message",
         lambda s, incoming: (
             [(_wid(incoming.body), f"delivered to {s._spec.name.split('.')[-1]}")]

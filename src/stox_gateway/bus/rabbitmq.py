@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 import aio_pika
@@ -49,32 +48,30 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stox_gateway.bus.port import (
     BusError,
     BusUnavailable,
     DeadLetter,
-    Delivery,
     Handler,
     Message,
     QueueCounts,
     QueueMismatch,
     QueueSpec,
-    Reject,
-    Transient,
     Unroutable,
+)
+from stox_gateway.bus.rabbitmq_consumer import (
+    DELIVERIES_HEADER,
+    REASON_HEADER,
+    RabbitMQConsumer,
+    to_message,
 )
 from stox_gateway.config.settings import RabbitMQSettings
 from stox_gateway.routing import dead_letter_exchange, dead_letter_queue
 
 log = structlog.get_logger(__name__)
 
-DELIVERIES_HEADER = "x-stox-deliveries"
-REASON_HEADER = "x-stox-dead-reason"
-
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-Move = Callable[[], Awaitable[None]]  # publishes a message's next place (its queue, or `.dead`)
 
 
 class RabbitMQBus:
@@ -88,7 +85,7 @@ class RabbitMQBus:
         self._exchange: AbstractExchange | None = None
         self._dlx: AbstractExchange | None = None
         self._declared: set[str] = set()
-        self._consumers: list[_Consumer] = []
+        self._consumers: list[RabbitMQConsumer] = []
         self._counting: AbstractChannel | None = None  # passive declares only (see `counts`)
         self._counting_lock = asyncio.Lock()
         self._on_reconnect: list[Callable[[], None]] = []
@@ -288,14 +285,23 @@ class RabbitMQBus:
             except Exception:
                 log.exception("bus.reconnect_callback_failed")
 
-    async def consume(self, queue: QueueSpec, handler: Handler) -> _Consumer:
+    async def consume(self, queue: QueueSpec, handler: Handler) -> RabbitMQConsumer:
         if self._connection is None:
             raise BusUnavailable("RabbitMQ: not started")
         # One channel per consumer: its prefetch is its own, and a channel error stays local.
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=queue.prefetch)
         amqp_queue = await self._declare_on(channel, queue)
-        consumer = _Consumer(self, channel, amqp_queue, queue, handler)
+        consumer = RabbitMQConsumer(
+            channel,
+            amqp_queue,
+            queue,
+            handler,
+            settings=self._settings,
+            requeue=self._requeue,
+            dead_letter=self._dead_letter,
+            forget=self._forget,
+        )
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -334,7 +340,7 @@ class RabbitMQBus:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(channel.close(), 1)
 
-    def _forget(self, consumer: _Consumer) -> None:
+    def _forget(self, consumer: RabbitMQConsumer) -> None:
         with contextlib.suppress(ValueError):
             self._consumers.remove(consumer)
 
@@ -347,7 +353,7 @@ class RabbitMQBus:
         at-least-once if we die between this publish and the ack of the original.
         """
         default = self._publishing_channel().default_exchange
-        message = _to_message(incoming)
+        message = to_message(incoming)
         await self._publish(default, message, spec.name, **{DELIVERIES_HEADER: deliveries})
 
     async def _dead_letter(
@@ -356,7 +362,7 @@ class RabbitMQBus:
         """Publish the message to `<queue>.dead` with the reason (a queue without one drops it)."""
         if not spec.dead_letter or self._dlx is None:
             return
-        message = _to_message(incoming)
+        message = to_message(incoming)
         await self._publish(self._dlx, message, spec.name, **{REASON_HEADER: reason[:1000]})
         log.warning(
             "bus.dead_lettered", queue=spec.name, message_id=message.message_id, reason=reason
@@ -378,151 +384,8 @@ class RabbitMQBus:
             if incoming is None:
                 break
             reason = str(incoming.headers.get(REASON_HEADER, "") or "")
-            found.append(DeadLetter(_to_message(incoming), reason))
+            found.append(DeadLetter(to_message(incoming), reason))
         return found
-
-
-class _Consumer:
-    def __init__(
-        self,
-        bus: RabbitMQBus,
-        channel: AbstractChannel,
-        queue: AbstractQueue,
-        spec: QueueSpec,
-        handler: Handler,
-    ) -> None:
-        self._bus, self._channel, self._queue = bus, channel, queue
-        self._spec, self._handler = spec, handler
-        self._slots = asyncio.Semaphore(spec.concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._tag: str | None = None
-
-    @property
-    def queue(self) -> AbstractQueue:
-        return self._queue
-
-    async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message)
-
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
-        # aio-pika calls this in arrival order; the semaphore bounds handlers in flight, so
-        # with concurrency 1 the queue's order is kept.
-        await self._slots.acquire()
-        task = asyncio.create_task(self._handle(incoming))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, incoming: AbstractIncomingMessage) -> None:
-        try:
-            if not _in_hand(incoming):
-                return  # its channel closed while it waited for a slot: the broker has it back
-            move = await self._call(incoming, _delivery_count(incoming))
-            await self._settle(incoming, move)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await incoming.nack(requeue=True)
-            raise
-        except Exception:
-            log.exception("bus.settle_failed", queue=self._spec.name)
-            await self._give_back(incoming)  # a bug of ours must not keep the message in hand
-        finally:
-            self._slots.release()
-
-    async def _call(self, incoming: AbstractIncomingMessage, count: int) -> Move | None:
-        """Call the handler; return where the message must go before its ack (None: nowhere)."""
-        bus, spec = self._bus, self._spec
-        try:
-            await self._handler(Delivery(_to_message(incoming), count))
-        except Reject as exc:
-            return functools.partial(bus._dead_letter, spec, incoming, exc.reason)
-        except Transient as exc:
-            log.warning(
-                "bus.handler_deferred",
-                queue=spec.name,
-                message_id=incoming.message_id,
-                reason=exc.reason,
-                retry_after=exc.retry_after,
-            )
-            await asyncio.sleep(exc.retry_after)  # in hand meanwhile: a cancel nacks it back
-            return functools.partial(bus._requeue, spec, incoming, count)  # not counted
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "bus.handler_failed",
-                queue=spec.name,
-                message_id=incoming.message_id,
-                error=error,
-                delivery=count,
-            )
-            if count >= bus._settings.delivery_limit:
-                return functools.partial(bus._dead_letter, spec, incoming, error)
-            return functools.partial(bus._requeue, spec, incoming, count + 1)
-        return None
-
-    async def _settle(self, incoming: AbstractIncomingMessage, move: Move | None) -> None:
-        """Ack, after the move if there is one; a message that cannot move is nacked back."""
-        if move is not None and not await self._moved(incoming, move):
-            await self._give_back(incoming)
-            return
-        try:
-            await incoming.ack()
-        except Exception:
-            # The channel died under us: the broker redelivers the unacked message.
-            log.warning("bus.ack_failed", queue=self._spec.name, exc_info=True)
-
-    async def _moved(self, incoming: AbstractIncomingMessage, move: Move) -> bool:
-        """Publish the move, retrying while the publishing channel is away (a reconnect).
-
-        False when it failed, or when the message's own channel closed meanwhile: the broker
-        has the message back and delivers it again, and a moved copy would be a duplicate.
-        """
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self._bus._settings.publish_timeout.total_seconds()),
-            wait=wait_exponential(multiplier=0.1, max=2),
-            retry=retry_if_exception_type(BusUnavailable),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if not _in_hand(incoming):
-                        return False
-                    await move()
-        except Exception as exc:
-            log.warning(
-                "bus.move_failed",
-                queue=self._spec.name,
-                message_id=incoming.message_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return False
-        return True
-
-    async def _give_back(self, incoming: AbstractIncomingMessage) -> None:
-        """Nack a message still in hand back to its queue; the broker delivers it again.
-
-        Its count is unchanged on a classic queue (the failure is ours, not the message's);
-        a quorum queue counts the redelivery in `x-delivery-count`.
-        """
-        if not _in_hand(incoming):
-            log.warning("bus.channel_lost", queue=self._spec.name, message_id=incoming.message_id)
-            return
-        try:
-            await incoming.nack(requeue=True)
-            log.warning("bus.nacked_back", queue=self._spec.name, message_id=incoming.message_id)
-        except Exception:
-            log.warning("bus.nack_failed", queue=self._spec.name, exc_info=True)
-
-    async def cancel(self) -> None:
-        if self._tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
-            self._tag = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self._channel.close()
-        self._bus._forget(self)
 
 
 def _bounds(spec: QueueSpec) -> dict[str, Any]:
@@ -535,40 +398,3 @@ def _bounds(spec: QueueSpec) -> dict[str, Any]:
     if arguments:
         arguments["x-overflow"] = "drop-head"
     return arguments
-
-
-def _delivery_count(incoming: AbstractIncomingMessage) -> int:
-    """1 on the first delivery: our header, or the quorum queue's own count, whichever is more."""
-    return max(
-        _int_header(incoming, DELIVERIES_HEADER, 1),
-        _int_header(incoming, "x-delivery-count", 0) + 1,
-    )
-
-
-def _in_hand(incoming: AbstractIncomingMessage) -> bool:
-    """Whether the channel the message came on is open, so it is ours to ack or nack."""
-    try:
-        return not incoming.channel.is_closed
-    except ChannelInvalidStateError:
-        return False
-
-
-def _int_header(incoming: AbstractIncomingMessage, name: str, default: int) -> int:
-    value = (incoming.headers or {}).get(name)
-    return value if isinstance(value, int) else default
-
-
-def _to_message(incoming: AbstractIncomingMessage) -> Message:
-    headers = {
-        k: v
-        for k, v in (incoming.headers or {}).items()
-        if k not in (DELIVERIES_HEADER, REASON_HEADER)
-    }
-    return Message(
-        routing_key=incoming.type or incoming.routing_key or "",
-        body=incoming.body,
-        message_id=incoming.message_id or "",
-        correlation_id=incoming.correlation_id,
-        headers=headers,
-        content_type=incoming.content_type or "application/json",
-    )

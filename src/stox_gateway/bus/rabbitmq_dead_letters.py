@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
 
 from stox_gateway.bus.port import BusUnavailable
-from stox_gateway.bus.rabbitmq import DELIVERIES_HEADER, REASON_HEADER
+from stox_gateway.bus.rabbitmq_consumer import DELIVERIES_HEADER, REASON_HEADER
 from stox_gateway.routing import dead_letter_queue
 
 PEEK_LIMIT = 10_000  # messages one look holds unacknowledged
