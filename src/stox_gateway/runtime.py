@@ -166,7 +166,7 @@ class Runtime:
             sweeper = DeadlineSweeper(
                 store, engine, interval=settings.workflow.sweep_interval.total_seconds()
             )
-            guard = Guard(settings.auth)
+            guard = Guard(settings.auth, on_service_refused=metrics.refused_reports.inc)
             services = ServiceWatcher(
                 bus,
                 definitions.step_types,

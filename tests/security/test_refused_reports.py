@@ -72,6 +72,12 @@ async def test_a_worker_with_a_wrong_token_logs_counts_and_gives_up(
             finally:
                 await worker.stop(grace=5)
                 await reporter.close()
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+            scraped = (await http.get("/metrics")).text
+        counted = [
+            line for line in scraped.splitlines() if line.startswith("stox_reports_refused_total ")
+        ]
+        assert counted and float(counted[0].split()[1]) >= 3, counted
     assert worker.reports_refused >= 3
     assert worker.handled == 0
     refused = [line for line in logs if line["event"] == "worker.report_refused"]

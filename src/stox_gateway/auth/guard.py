@@ -8,6 +8,7 @@ reports with the service token.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stox_gateway.auth.errors import Unauthenticated
@@ -21,8 +22,12 @@ class Caller:
 
 
 class Guard:
-    def __init__(self, settings: AuthSettings) -> None:
+    def __init__(
+        self, settings: AuthSettings, *, on_service_refused: Callable[[], object] | None = None
+    ) -> None:
         self.tokens = TokenIssuer(settings)
+        # A worker with the wrong token is a deployment fault operators must see on a graph.
+        self._on_service_refused = on_service_refused
         self.required = settings.required
         self._service_token = (
             settings.service_token.get_secret_value() if settings.service_token else None
@@ -54,6 +59,8 @@ class Guard:
         if not presented or not hmac.compare_digest(
             presented.encode(), self._service_token.encode()
         ):
+            if self._on_service_refused is not None:
+                self._on_service_refused()
             raise Unauthenticated("a valid service token is required (X-Service-Token)")
 
 

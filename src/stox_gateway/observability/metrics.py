@@ -45,6 +45,11 @@ class Metrics:
         self.step_retries = Counter(
             "stox_step_retries_total", "Step attempts retried", ["step_type"], registry=registry
         )
+        self.refused_reports = Counter(
+            "stox_reports_refused_total",
+            "Service reports and progress refused for a missing or wrong service token",
+            registry=registry,
+        )
         self.late_reports = Counter(
             "stox_late_reports_total",
             "Step reports for an attempt already over (after a timeout, a failure or a cancel)",
