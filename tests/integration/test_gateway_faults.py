@@ -25,7 +25,8 @@ from stox_gateway.engine.models import StepStatus, Workflow
 from stox_gateway.runtime import Runtime
 from stox_gateway.schemas import StepCompletedRequest
 from stox_gateway.sdk.context import StepContext
-from stox_gateway.sdk.reporters import BusReporter, GatewayUnavailable, HttpReporter
+from stox_gateway.sdk.errors import GatewayUnavailable
+from stox_gateway.sdk.reporters import BusReporter, HttpReporter
 from stox_gateway.sdk.worker import Worker, step_queue
 from stox_gateway.store.sql import SqlStore
 from tests.integration.conftest import delete_rabbit_objects, unique

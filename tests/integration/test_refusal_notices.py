@@ -9,7 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from stox_gateway.bus.completion_consumer import CompletionConsumer
-from stox_gateway.bus.port import QueueSpec
+from stox_gateway.bus.memory import MemoryBus
+from stox_gateway.bus.port import Message, QueueSpec
 from stox_gateway.errors import Unauthenticated
 from stox_gateway.routing import STEP_COMPLETED, completion_queue
 from stox_gateway.schemas import StepCompletedRequest
@@ -60,3 +61,36 @@ async def test_a_refused_report_is_told_to_its_worker(any_bus: Any) -> None:
     ]
     assert "service token" in told[0].reason and "wrong-token-0001" not in told[0].reason
     assert heard == []
+
+
+class SlowConfirmBus(MemoryBus):
+    """The broker's confirm of a publish comes late: the gateway has the message (and may
+    answer it) before the publisher hears back."""
+
+    async def publish(self, message: Message) -> None:
+        await super().publish(message)
+        await asyncio.sleep(0.2)
+
+
+async def test_a_refusal_that_beats_the_confirm_still_has_its_position() -> None:
+    bus = SlowConfirmBus()
+    await bus.start()
+    consumer = CompletionConsumer(SimpleNamespace(guard=RefusingGuard()), bus=bus)  # type: ignore[arg-type]
+    completions = await bus.consume(
+        QueueSpec(name=completion_queue("stox"), bindings=(STEP_COMPLETED,)), consumer
+    )
+    told: list[Refusal] = []
+    reporter = BusReporter(bus, service_token="wrong-token-0001")
+    await reporter.watch_refusals(told.append)
+    try:
+        await reporter.report(
+            StepCompletedRequest(
+                workflow_id="wf-1", step_id="s-1", step_type="image_processing", success=True
+            ),
+            None,
+        )
+        assert [r.position for r in told] == [0]  # heard while the publish awaited its confirm
+    finally:
+        await reporter.close()
+        await completions.cancel()
+        await bus.close()

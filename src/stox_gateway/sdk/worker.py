@@ -25,10 +25,10 @@ from stox_gateway.schemas import (
     StepProgressRequest,
 )
 from stox_gateway.sdk.context import ProgressSink, StepContext, bind_step, reset_step
-from stox_gateway.sdk.errors import StepError
+from stox_gateway.sdk.errors import GatewayUnavailable, ReportRefused, StepError
 from stox_gateway.sdk.journal import EffectsJournal
 from stox_gateway.sdk.progress import ProgressBuffer
-from stox_gateway.sdk.reporters import GatewayUnavailable, Refusal, Reporter, ReportRefused
+from stox_gateway.sdk.reporters import Refusal, Reporter
 
 log = structlog.get_logger(__name__)
 
