@@ -43,6 +43,23 @@ def _mask_secrets(
     return event
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured.
+
+    Loggers cached on first use keep their file for the process's life; a stream swapped in
+    meanwhile (a test runner's capture, a CLI runner's) is closed by then and would raise.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _CurrentStderr()
+
+
 def configure_logging(settings: LoggingSettings, environment: str = "development") -> None:
     fmt: Literal["console", "json"]
     if settings.format == "auto":
@@ -69,12 +86,12 @@ def configure_logging(settings: LoggingSettings, environment: str = "development
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # Route the standard library's loggers (uvicorn, aio-pika, sqlalchemy) through the same
     # renderer, so one process writes one format.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
