@@ -1,4 +1,4 @@
-"""Item 9: half-sent requests are closed, WebSockets are capped per client, the rate limit
+"""Item 9: half-sent requests and idle keep-alive connections are closed, WebSockets are capped per client, the rate limit
 covers /ws, and X-Forwarded-For is believed only from `server.trusted_proxies`."""
 
 from __future__ import annotations
@@ -30,6 +30,31 @@ async def test_a_half_sent_request_is_closed_at_the_header_deadline(tmp_path: Pa
         writer.close()
         async with httpx.AsyncClient(base_url=gw.url) as http:
             assert (await http.get("/health")).status_code == 200  # whole requests still work
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_the_idle_timeout(
+    tmp_path: Path,
+) -> None:
+    # uvicorn's own default is 5 s: closed well before that, the setting is what applies.
+    async with running_gateway(settings_for(tmp_path, server={"idle_timeout": "1s"})) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
+        await reader.readexactly(length)
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed by the server
+        assert asyncio.get_running_loop().time() - started < 3.5
+        writer.close()
 
 
 async def test_websockets_are_capped_per_client(tmp_path: Path) -> None:
