@@ -10,6 +10,8 @@ LABELS = {
     "stox-embedded": "Stox embedded (memory bus, SQLite)",
     "stox-rmq-sqlite-progress": "Stox on RabbitMQ, SQLite, 3 progress reports per step",
     "stox-embedded-progress": "Stox embedded, 3 progress reports per step",
+    "stox-embedded-ref": "Stox embedded, reference services",
+    "stox-embedded-ref-quiet": "Stox embedded, reference services, progress off",
     "celery": "Celery 5 chain",
     "dramatiq": "Dramatiq pipeline",
     "raw-aio-pika": "Raw aio-pika floor",
@@ -40,6 +42,11 @@ def make(key: str, ctx: Context, trial: str) -> Variant:
         variant = StoxVariant(ctx, trial, bus="rabbitmq", database="sqlite", progress=PROGRESS)
     elif key == "stox-embedded-progress":
         variant = StoxVariant(ctx, trial, bus="memory", database="sqlite", progress=PROGRESS)
+    elif key in ("stox-embedded-ref", "stox-embedded-ref-quiet"):
+        variant = StoxVariant(
+            ctx, trial, bus="memory", database="sqlite", reference=True,
+            report_progress=key == "stox-embedded-ref",
+        )
     elif key == "celery":
         variant = CeleryVariant(ctx, trial)
     elif key == "dramatiq":

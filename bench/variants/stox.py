@@ -1,6 +1,9 @@
 """Stox Gateway: on RabbitMQ (gateway + three no-op worker processes) or embedded; with
 `progress` > 0 each no-op step first reports that many progress updates (DESIGN §11), so
-the `-progress` variants beside the plain ones measure what live progress costs.
+the `-progress` variants beside the plain ones measure what live progress costs. With
+`reference` the steps are the reference services (image, AI copy, SEO: their own progress
+reports, 3 from the AI service and 2 from SEO for the bench's image-less product) instead of
+no-ops, and `report_progress` (`workers.progress`) turns their reports on or off.
 
 Completion = the harness's WebSocket on every workflow receives `workflow_completed`.
 """
@@ -36,10 +39,12 @@ class StoxVariant(Variant):
     has_websocket = True
 
     def __init__(
-        self, ctx: Context, trial: str, *, bus: str, database: str, progress: int = 0
+        self, ctx: Context, trial: str, *, bus: str, database: str, progress: int = 0,
+        reference: bool = False, report_progress: bool = True,
     ) -> None:
         super().__init__(ctx, trial)
         self.bus, self.database, self.progress = bus, database, progress
+        self.reference, self.report_progress = reference, report_progress
         self.port = 0
         self.client: StoxClient | None = None
         self.schema = slug(trial) if database == "postgresql" else None
@@ -64,8 +69,9 @@ class StoxVariant(Variant):
             "STOX_RABBITMQ__EXCHANGE": f"{self.trial}.x",
             "STOX_RABBITMQ__QUEUE_PREFIX": self.trial,
             "STOX_WORKERS__EMBEDDED": "true" if self.bus == "memory" else "false",
-            "STOX_WORKERS__NOOP": "true",
+            "STOX_WORKERS__NOOP": "false" if self.reference else "true",
             "STOX_WORKERS__NOOP_PROGRESS": str(self.progress),
+            "STOX_WORKERS__PROGRESS": "true" if self.report_progress else "false",
             # The push phase's fleet connects from one address: the per-address WebSocket limit
             # (websocket.max_per_client, 100) would cap it at 100 clients.
             "STOX_WEBSOCKET__MAX_PER_CLIENT": "100000",
@@ -97,7 +103,7 @@ class StoxVariant(Variant):
             for step in STEP_TYPES:
                 self.children[f"worker:{step}"] = spawn(
                     f"worker-{step}",
-                    [*_python(), "worker", step, "--noop"],
+                    [*_python(), "worker", step, *([] if self.reference else ["--noop"])],
                     env=env,
                     log_dir=self.log_dir,
                 )
