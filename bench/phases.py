@@ -288,8 +288,8 @@ async def ws_push_phase(variant: Variant, plan: Plan, capacity: float) -> dict[s
     Two sub-phases: uploads at the target rate (`ws_rate`), then at half of what the gateway
     achieved there, so a gateway that cannot keep up with the target still gets a push
     latency that is not its backlog. Half of what it achieved *with these clients connected*:
-    the throughput phase has no WebSocket, and half of that figure kept the embedded gateway
-    at 95% CPU once every update also went out to the clients.
+    the throughput phase has no WebSocket, and half of its figure could be nearly the whole
+    capacity of a gateway that also sends every update to the clients.
     """
     ids = list(variant.client.ids)
     watch_file = variant.log_dir / "watch-ids.txt"
