@@ -307,12 +307,8 @@ async def ws_push_phase(variant: Variant, plan: Plan, capacity: float) -> dict[s
         pid = variant.gateway_pid()
         assert pid is not None
         gateway = psutil.Process(pid)
+        rate = plan.ws_rate
         for name in ("target", "half_capacity"):
-            if name == "target":
-                rate = plan.ws_rate
-            else:
-                achieved = record["target"]["wf_per_s"] or capacity
-                rate = max(1.0, min(plan.ws_rate, achieved) / 2)
             cpu0, t0, wall0 = procs.cpu_seconds([gateway]), time.perf_counter(), time.time()
             result = await paced(variant.run_one, rate, plan.ws_seconds,
                                  max_in_flight=plan.ws_max_in_flight, drain=90)
@@ -323,6 +319,8 @@ async def ws_push_phase(variant: Variant, plan: Plan, capacity: float) -> dict[s
             )
             record[name] = sub
             windows[name] = (wall0, time.time())
+            # The next rate: half of what the gateway achieved here, with the clients connected.
+            rate = max(1.0, min(plan.ws_rate, sub["wf_per_s"] or capacity) / 2)
             await asyncio.sleep(0.5)
         record["gateway_rss"] = procs.rss_bytes(pid)
         record["gateway_peak_rss"] = procs.peak_rss_bytes(pid)
